@@ -1,0 +1,86 @@
+//! The one place where errors become HTTP responses:
+//! `{"error": {"code": "<stable_snake_case>", "message": "<human text>"}}`.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use shared::Error;
+
+pub struct ApiError(pub Error);
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+pub fn status_of(err: &Error) -> StatusCode {
+    match err {
+        Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict { .. } => StatusCode::CONFLICT,
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The client-facing body. Internal errors are logged here and answered opaquely.
+pub fn body_of(err: &Error) -> ErrorBody {
+    let message = match err {
+        Error::Internal(e) => {
+            tracing::error!(error = ?e, "internal error");
+            "internal error".to_string()
+        }
+        Error::Unavailable(dep) => format!("the {dep} is unavailable; try again shortly"),
+        other => other.to_string(),
+    };
+    ErrorBody {
+        code: err.code(),
+        message,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        let mut resp = (
+            status,
+            Json(ErrorEnvelope {
+                error: body_of(&self.0),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

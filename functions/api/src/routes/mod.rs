@@ -1,0 +1,63 @@
+//! One module per resource; each handler is thin and calls the domain layer in `shared`.
+
+mod consumers;
+mod dead_letters;
+mod health;
+mod messages;
+mod observability;
+mod tenants;
+
+use std::time::Duration;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware};
+use tower_http::{
+    cors::{AllowOrigin, Any, CorsLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::state::ApiState;
+
+/// Largest request body accepted (a batch of messages); single messages are limited further by
+/// `MESSAGE_MAX_BODY_BYTES`.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn router(state: ApiState) -> Router {
+    let config = state.ctx.config.clone();
+    let api = Router::new()
+        .merge(tenants::routes())
+        .merge(messages::routes())
+        .merge(dead_letters::routes())
+        .merge(consumers::routes());
+    let mut app = Router::new().nest("/api/v1", api).merge(health::routes());
+    if config.metrics_enabled {
+        app = app.merge(observability::routes(&config.metrics_path));
+    }
+    app.fallback(not_found)
+        .layer(middleware::from_fn(observability::track_http))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(29),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(cors(&config.cors_allowed_origins))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let list = origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect::<Vec<_>>();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError(shared::Error::NotFound("route"))
+}

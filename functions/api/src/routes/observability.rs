@@ -1,0 +1,43 @@
+use std::time::Instant;
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use shared::metrics as m;
+
+use crate::state::ApiState;
+
+pub fn routes(path: &str) -> Router<ApiState> {
+    // Install the recorder now, so metrics recorded before the first scrape are kept.
+    shared::metrics::prometheus();
+    Router::new().route(path, get(render))
+}
+
+async fn render() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared::metrics::prometheus().render(),
+    )
+}
+
+/// Counts requests by route template (bounded cardinality) and status, and times them.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!(m::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(m::HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
+    resp
+}

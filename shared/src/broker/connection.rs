@@ -1,0 +1,325 @@
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm,
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable, LongString},
+};
+
+use super::topology::{
+    QueueRef, dead_letter_queue, dead_letter_queue_args, wait_queue, wait_queue_args, work_queue,
+    work_queue_args,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed connect, callers fail fast for this long instead of each retrying.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+const PUBLISH_CHANNELS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+    #[error("broker did not confirm the publish")]
+    NotConfirmed,
+    #[error("no queue bound for routing key {0}")]
+    Unroutable(String),
+    #[error("broker error: {0}")]
+    Protocol(#[from] lapin::Error),
+}
+
+impl From<BrokerError> for crate::Error {
+    fn from(err: BrokerError) -> Self {
+        tracing::warn!(error = %err, "broker operation failed");
+        crate::Error::Unavailable(crate::error::Dependency::Broker)
+    }
+}
+
+/// One message to publish, persistent, to a queue through the default exchange.
+pub struct Outbound<'a> {
+    pub queue: &'a str,
+    pub message_id: String,
+    pub body: &'a [u8],
+    pub headers: FieldTable,
+    /// Per-message TTL in milliseconds (used for retry jitter).
+    pub expiration_ms: Option<u64>,
+}
+
+impl Outbound<'_> {
+    /// Headers as AMQP long strings.
+    pub fn string_headers<'k>(pairs: impl IntoIterator<Item = (&'k str, &'k str)>) -> FieldTable {
+        let mut table = FieldTable::default();
+        for (k, v) in pairs {
+            table.insert(
+                k.into(),
+                AMQPValue::LongString(LongString::from(v.as_bytes().to_vec())),
+            );
+        }
+        table
+    }
+}
+
+#[derive(Clone)]
+struct Session {
+    conn: Arc<Connection>,
+    channels: Arc<Vec<Mutex<Channel>>>,
+}
+
+impl Session {
+    fn alive(&self) -> bool {
+        self.conn.status().connected()
+    }
+}
+
+/// A process-wide handle on RabbitMQ. Cheap to share (`Arc`); connects lazily and again after
+/// the connection is lost.
+pub struct Broker {
+    url: String,
+    name: String,
+    session: RwLock<Option<Session>>,
+    connecting: tokio::sync::Mutex<()>,
+    last_failure: Mutex<Option<Instant>>,
+    next_channel: AtomicUsize,
+    /// Queues declared on the current connection, so each is declared once, not per publish.
+    declared: Mutex<HashSet<String>>,
+}
+
+impl Broker {
+    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            url: url.into(),
+            name: name.into(),
+            session: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            last_failure: Mutex::new(None),
+            next_channel: AtomicUsize::new(0),
+            declared: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn current(&self) -> Option<Session> {
+        self.session
+            .read()
+            .expect("broker lock")
+            .clone()
+            .filter(Session::alive)
+    }
+
+    /// The live connection, opening one if needed.
+    pub async fn connection(&self) -> Result<Arc<Connection>, BrokerError> {
+        Ok(self.session().await?.conn)
+    }
+
+    /// True when a connection is open (no network round trip).
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Connects if needed and answers whether the broker is reachable.
+    pub async fn ping(&self) -> Result<(), BrokerError> {
+        let session = self.session().await?;
+        // Opening and closing a channel is a real round trip to the broker.
+        let ch = session.conn.create_channel().await?;
+        let _ = ch.close(200, "ping".into()).await;
+        Ok(())
+    }
+
+    async fn session(&self) -> Result<Session, BrokerError> {
+        if let Some(s) = self.current() {
+            return Ok(s);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(s) = self.current() {
+            return Ok(s);
+        }
+        if let Some(t) = *self.last_failure.lock().expect("broker lock") {
+            if t.elapsed() < RECONNECT_BACKOFF {
+                return Err(BrokerError::Unreachable("reconnecting".into()));
+            }
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(Ok(session)) => {
+                *self.last_failure.lock().expect("broker lock") = None;
+                self.declared.lock().expect("broker lock").clear();
+                *self.session.write().expect("broker lock") = Some(session.clone());
+                tracing::info!(name = %self.name, "connected to RabbitMQ");
+                Ok(session)
+            }
+            outcome => {
+                *self.last_failure.lock().expect("broker lock") = Some(Instant::now());
+                let reason = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "connect timed out".to_string(),
+                };
+                tracing::warn!(name = %self.name, %reason, "cannot connect to RabbitMQ");
+                Err(BrokerError::Unreachable(reason))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Session, lapin::Error> {
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        let conn = Connection::connect(&self.url, props).await?;
+        let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
+        for _ in 0..PUBLISH_CHANNELS {
+            channels.push(Mutex::new(confirm_channel(&conn).await?));
+        }
+        Ok(Session {
+            conn: Arc::new(conn),
+            channels: Arc::new(channels),
+        })
+    }
+
+    /// A healthy confirm channel, round robin; a channel closed by an error is replaced.
+    async fn publish_channel(&self) -> Result<Channel, BrokerError> {
+        let session = self.session().await?;
+        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % session.channels.len();
+        let ch = session.channels[i].lock().expect("broker lock").clone();
+        if ch.status().connected() {
+            return Ok(ch);
+        }
+        let fresh = confirm_channel(&session.conn).await?;
+        *session.channels[i].lock().expect("broker lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Opens a new channel (for consumers, which need their own).
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        Ok(self.session().await?.conn.create_channel().await?)
+    }
+
+    /// Publishes every message persistently and waits for the broker's confirms, pipelined.
+    /// Each result says whether that message is safely on a queue.
+    pub async fn publish_confirmed(
+        &self,
+        messages: &[Outbound<'_>],
+    ) -> Vec<Result<(), BrokerError>> {
+        let channel = match self.publish_channel().await {
+            Ok(ch) => ch,
+            Err(e) => return fail_all(messages.len(), &e),
+        };
+        let mut pending: Vec<Result<PublisherConfirm, BrokerError>> =
+            Vec::with_capacity(messages.len());
+        for m in messages {
+            let mut props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(m.message_id.clone().into())
+                .with_timestamp(chrono::Utc::now().timestamp() as u64)
+                .with_headers(m.headers.clone());
+            if let Some(ms) = m.expiration_ms {
+                props = props.with_expiration(ms.to_string().into());
+            }
+            let sent = channel
+                .basic_publish(
+                    "".into(),
+                    m.queue.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    m.body,
+                    props,
+                )
+                .await
+                .map_err(BrokerError::from);
+            pending.push(sent);
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for (sent, m) in pending.into_iter().zip(messages) {
+            let outcome = match sent {
+                Err(e) => Err(e),
+                Ok(confirm) => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                    Err(_) => Err(BrokerError::NotConfirmed),
+                    Ok(Err(e)) => Err(e.into()),
+                    Ok(Ok(c)) if !c.is_ack() => Err(BrokerError::NotConfirmed),
+                    Ok(Ok(c)) => match c.take_message() {
+                        // Returned as unroutable: the queue does not exist (any more).
+                        Some(_) => {
+                            self.forget_declared(m.queue);
+                            Err(BrokerError::Unroutable(m.queue.to_string()))
+                        }
+                        None => Ok(()),
+                    },
+                },
+            };
+            results.push(outcome);
+        }
+        results
+    }
+
+    /// Declares a tenant queue's work queue and dead-letter queue, once per connection.
+    pub async fn ensure_queue(&self, q: &QueueRef) -> Result<(), BrokerError> {
+        let work = work_queue(q);
+        if self.declared.lock().expect("broker lock").contains(&work) {
+            return Ok(());
+        }
+        // A separate channel: a declaration error closes its channel, never a publish channel.
+        let ch = self.channel().await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(
+            dead_letter_queue(q).into(),
+            durable,
+            dead_letter_queue_args(),
+        )
+        .await?;
+        ch.queue_declare(work.clone().into(), durable, work_queue_args(q))
+            .await?;
+        let _ = ch.close(200, "declared".into()).await;
+        self.declared.lock().expect("broker lock").insert(work);
+        Ok(())
+    }
+
+    /// Declares (and so renews) a retry wait queue; returns its name.
+    pub async fn ensure_wait_queue(
+        &self,
+        q: &QueueRef,
+        delay: Duration,
+    ) -> Result<String, BrokerError> {
+        let name = wait_queue(q, delay);
+        let ch = self.channel().await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(name.clone().into(), durable, wait_queue_args(q, delay))
+            .await?;
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(name)
+    }
+
+    fn forget_declared(&self, queue: &str) {
+        self.declared.lock().expect("broker lock").remove(queue);
+    }
+
+    /// Closes the connection (graceful shutdown).
+    pub async fn close(&self) {
+        let session = self.session.write().expect("broker lock").take();
+        if let Some(s) = session {
+            let _ = s.conn.close(200, "shutdown".into()).await;
+        }
+    }
+}
+
+async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
+}
+
+fn fail_all(n: usize, e: &BrokerError) -> Vec<Result<(), BrokerError>> {
+    (0..n)
+        .map(|_| Err(BrokerError::Unreachable(e.to_string())))
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! RabbitMQ: one long-lived connection per process with a few reused confirm channels,
+//! persistent publishing with publisher confirms, idempotent topology, and reconnection after
+//! the broker restarts.
+
+mod connection;
+pub mod topology;
+
+pub use connection::{Broker, BrokerError, Outbound};
+pub use topology::{QueueRef, dead_letter_queue, parse_work_queue, wait_queue, work_queue};
+
+/// Header names the service sets on every broker message.
+pub mod headers {
+    pub const TENANT_ID: &str = "x-msg-tenant-id";
+    pub const QUEUE_NAME: &str = "x-msg-queue";
+}

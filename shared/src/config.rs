@@ -1,0 +1,313 @@
+//! Configuration from environment variables (what Lambda and SAM pass), with defaults that work
+//! against the local services. A bad value fails start-up with a message naming the variable.
+
+use std::{env, str::FromStr, time::Duration};
+
+use crate::domain::duration::parse_duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: usize,
+    pub rabbitmq_url: String,
+    pub server_host: String,
+    pub server_port: u16,
+    pub jwt_secret: String,
+    pub consumer: ConsumerDefaults,
+    pub limits: Limits,
+    pub relay: RelayConfig,
+    pub webhook: WebhookConfig,
+    pub metrics_enabled: bool,
+    pub metrics_path: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Defaults for a tenant queue's consumer, and how the local event source batches.
+#[derive(Clone, Debug)]
+pub struct ConsumerDefaults {
+    pub default_workers: u32,
+    pub max_workers: u32,
+    pub retry_attempts: u32,
+    pub retry_delay: Duration,
+    pub max_retry_delay: Duration,
+    pub processing_timeout: Duration,
+    pub batch_size: usize,
+    pub batch_window: Duration,
+    /// How often the local event source re-reads consumer configs.
+    pub config_poll_interval: Duration,
+    /// When set, the local event source invokes the consumer function through the Lambda
+    /// Invoke API at this base URL (e.g. `http://127.0.0.1:9000` under `cargo lambda watch`).
+    pub invoke_endpoint: Option<String>,
+    pub function_name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch_items: usize,
+    pub max_page_size: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub enabled: bool,
+    pub interval: Duration,
+    /// A message still `pending` this long after its last change is republished.
+    pub stale_after: Duration,
+    pub batch: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub timeout: Duration,
+    /// Allow endpoints on private, loopback and link-local addresses (local development).
+    pub allow_private: bool,
+    /// Allow plain `http://` endpoints (local development).
+    pub allow_http: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply variables without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let v = Vars { lookup: &lookup };
+        let in_lambda = lookup("AWS_LAMBDA_RUNTIME_API").is_some();
+
+        let database_url = match lookup("DATABASE_URL") {
+            Some(url) if !url.is_empty() => url,
+            _ => {
+                let host = v.string("DATABASE_HOST", "127.0.0.1");
+                let port: u16 = v.parse("DATABASE_PORT", 5432)?;
+                let user = v.string("DATABASE_USER", "postgres");
+                let password = v.string("DATABASE_PASSWORD", "");
+                let dbname = v.string("DATABASE_DBNAME", "msgsvc");
+                let auth = if password.is_empty() {
+                    user
+                } else {
+                    format!("{user}:{password}")
+                };
+                format!("postgres://{auth}@{host}:{port}/{dbname}")
+            }
+        };
+
+        let default_workers: u32 = v.parse("CONSUMER_DEFAULT_WORKERS", 3)?;
+        let max_workers: u32 = v.parse("CONSUMER_MAX_WORKERS", 10)?;
+        if max_workers == 0 {
+            return Err(v.error("CONSUMER_MAX_WORKERS", "must be at least 1"));
+        }
+        if default_workers == 0 || default_workers > max_workers {
+            return Err(v.error(
+                "CONSUMER_DEFAULT_WORKERS",
+                &format!("must be within 1..={max_workers} (CONSUMER_MAX_WORKERS)"),
+            ));
+        }
+        let retry_delay = v.duration("CONSUMER_RETRY_DELAY", "5s")?;
+        if retry_delay.is_zero() {
+            return Err(v.error("CONSUMER_RETRY_DELAY", "must be greater than zero"));
+        }
+        let batch_size: usize = v.parse("CONSUMER_BATCH_SIZE", 10)?;
+        if !(1..=10_000).contains(&batch_size) {
+            return Err(v.error("CONSUMER_BATCH_SIZE", "must be within 1..=10000"));
+        }
+
+        let log_format = match v
+            .string("LOG_FORMAT", if in_lambda { "json" } else { "text" })
+            .as_str()
+        {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            _ => return Err(v.error("LOG_FORMAT", "must be json or text")),
+        };
+        let metrics_path = v.string("METRICS_PATH", "/metrics");
+        if !metrics_path.starts_with('/') {
+            return Err(v.error("METRICS_PATH", "must start with /"));
+        }
+
+        Ok(Config {
+            database_url,
+            database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
+            rabbitmq_url: v.string("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            server_host: v.string("SERVER_HOST", "0.0.0.0"),
+            server_port: v.parse("SERVER_PORT", 8080)?,
+            jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
+            consumer: ConsumerDefaults {
+                default_workers,
+                max_workers,
+                retry_attempts: v.parse("CONSUMER_RETRY_ATTEMPTS", 3)?,
+                retry_delay,
+                max_retry_delay: v.duration("CONSUMER_MAX_RETRY_DELAY", "15m")?,
+                processing_timeout: v.duration("CONSUMER_PROCESSING_TIMEOUT", "30s")?,
+                batch_size,
+                batch_window: v.duration("CONSUMER_BATCH_WINDOW", "50ms")?,
+                config_poll_interval: v.duration("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
+                invoke_endpoint: lookup("CONSUMER_INVOKE_ENDPOINT").filter(|s| !s.is_empty()),
+                function_name: v.string("CONSUMER_FUNCTION_NAME", "consumer"),
+            },
+            limits: Limits {
+                max_body_bytes: v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?,
+                max_batch_items: v.parse("MESSAGE_MAX_BATCH_ITEMS", 1000)?,
+                max_page_size: v.parse("API_MAX_PAGE_SIZE", 500)?,
+            },
+            relay: RelayConfig {
+                enabled: v.parse("RELAY_ENABLED", true)?,
+                interval: v.duration("RELAY_INTERVAL", "5s")?,
+                stale_after: v.duration("RELAY_STALE_AFTER", "10s")?,
+                batch: v.parse("RELAY_BATCH", 500)?,
+            },
+            webhook: WebhookConfig {
+                timeout: v.duration("WEBHOOK_TIMEOUT", "10s")?,
+                allow_private: v.parse("WEBHOOK_ALLOW_PRIVATE", false)?,
+                allow_http: v.parse("WEBHOOK_ALLOW_HTTP", false)?,
+            },
+            metrics_enabled: v.parse("METRICS_ENABLED", true)?,
+            metrics_path,
+            log_level: v.string("LOG_LEVEL", "info"),
+            log_format,
+            cors_allowed_origins: v
+                .string("CORS_ALLOWED_ORIGINS", "*")
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        })
+    }
+
+    /// The URL of the maintenance database on the same server, used to create ours if missing.
+    pub fn maintenance_database_url(&self) -> Option<String> {
+        let (base, _db) = self.database_url.rsplit_once('/')?;
+        Some(format!("{base}/postgres"))
+    }
+
+    pub fn database_name(&self) -> Option<&str> {
+        let tail = self.database_url.rsplit_once('/')?.1;
+        Some(tail.split('?').next().unwrap_or(tail))
+    }
+}
+
+/// The development secret; start-up warns when it is in use.
+pub const DEV_JWT_SECRET: &str = "local-development-secret-change-me";
+
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|s| !s.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                var,
+                value: raw,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let raw = self.string(var, default);
+        parse_duration(&raw).map_err(|reason| ConfigError {
+            var,
+            value: raw,
+            reason,
+        })
+    }
+
+    fn error(&self, var: &'static str, reason: &str) -> ConfigError {
+        ConfigError {
+            var,
+            value: self.get(var).unwrap_or_default(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_against_local_services() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:5432/msgsvc");
+        assert_eq!(c.server_port, 8080);
+        assert_eq!(c.consumer.default_workers, 3);
+        assert_eq!(c.consumer.max_workers, 10);
+        assert_eq!(c.consumer.retry_attempts, 3);
+        assert_eq!(c.consumer.retry_delay, Duration::from_secs(5));
+        assert_eq!(c.limits.max_body_bytes, 262_144);
+        assert_eq!(c.database_name(), Some("msgsvc"));
+    }
+
+    #[test]
+    fn database_parts_build_the_url() {
+        let c = with(&[
+            ("DATABASE_HOST", "db"),
+            ("DATABASE_USER", "app"),
+            ("DATABASE_PASSWORD", "pw"),
+            ("DATABASE_DBNAME", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://app:pw@db:5432/x");
+        assert_eq!(
+            c.maintenance_database_url().unwrap(),
+            "postgres://app:pw@db:5432/postgres"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("SERVER_PORT", "eighty"),
+            ("CONSUMER_RETRY_DELAY", "soon"),
+            ("CONSUMER_DEFAULT_WORKERS", "11"),
+            ("CONSUMER_MAX_WORKERS", "0"),
+            ("METRICS_ENABLED", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("CONSUMER_RETRY_DELAY", "0s"),
+        ] {
+            let err = with(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+}

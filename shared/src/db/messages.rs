@@ -1,0 +1,252 @@
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::Pool;
+use crate::{
+    domain::{Message, MessageId, MessageStatus, PageRequest, TenantId, message::NewMessage},
+    error::Result,
+};
+
+pub(crate) const COLUMNS: &str = "id, tenant_id, queue_name, body, headers, status, attempts, \
+    last_error, idempotency_key, next_attempt_at, created_at, updated_at, queued_at, \
+    completed_at, dead_lettered_at";
+
+pub(crate) fn from_row(row: &Row) -> Message {
+    let headers: serde_json::Value = row.get("headers");
+    Message {
+        id: MessageId(row.get("id")),
+        tenant_id: TenantId(row.get("tenant_id")),
+        queue_name: row.get("queue_name"),
+        status: row
+            .get::<_, &str>("status")
+            .parse()
+            .unwrap_or(MessageStatus::Pending),
+        message_body: row.get("body"),
+        headers: serde_json::from_value::<BTreeMap<String, String>>(headers).unwrap_or_default(),
+        attempts: row.get("attempts"),
+        last_error: row.get("last_error"),
+        idempotency_key: row.get("idempotency_key"),
+        next_attempt_at: row.get("next_attempt_at"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        queued_at: row.get("queued_at"),
+        completed_at: row.get("completed_at"),
+        dead_lettered_at: row.get("dead_lettered_at"),
+    }
+}
+
+/// Inserts the messages as `pending` in one statement. Messages whose idempotency key the tenant
+/// already used are not inserted; their ids are absent from the returned list.
+pub async fn insert_pending(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    messages: &[&NewMessage],
+) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.id.0).collect();
+    let queues: Vec<&str> = messages.iter().map(|m| m.queue_name.as_str()).collect();
+    let bodies: Vec<&serde_json::Value> = messages.iter().map(|m| &m.body).collect();
+    let headers: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::to_value(&m.headers).unwrap_or_default())
+        .collect();
+    let keys: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.idempotency_key.as_deref())
+        .collect();
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status, idempotency_key)
+             SELECT m.id, $1, m.queue_name, m.body, m.headers, 'pending', m.key
+             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[])
+                  AS m(id, queue_name, body, headers, key)
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&tenant.0, &ids, &queues, &bodies, &headers, &keys])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The tenant's messages stored under these idempotency keys.
+pub async fn find_by_idempotency_keys(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    keys: &[&str],
+) -> Result<Vec<Message>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND idempotency_key = ANY($2)"
+    );
+    let rows = client.query(&sql, &[&tenant.0, &keys]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// `pending -> queued` for messages the broker confirmed. Only from `pending`: a consumer may
+/// already have moved a message on.
+pub async fn mark_queued(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
+             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&tenant.0, &ids]).await?)
+}
+
+pub async fn get(pool: &Pool, tenant: TenantId, id: MessageId) -> Result<Option<Message>> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client
+        .query_opt(&stmt, &[&tenant.0, &id.0])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MessageFilter {
+    pub status: Option<MessageStatus>,
+    pub queue_name: Option<String>,
+}
+
+/// The tenant's messages, newest first, filtered and keyset-paginated.
+pub async fn list(
+    pool: &Pool,
+    tenant: TenantId,
+    filter: &MessageFilter,
+    page: &PageRequest,
+) -> Result<Vec<Message>> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM messages
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR queue_name = $3)
+           AND ($4::uuid IS NULL OR id < $4)
+         ORDER BY id DESC LIMIT $5"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &tenant.0,
+                &filter.status.map(|s| s.as_str()),
+                &filter.queue_name,
+                &page.after,
+                &page.fetch_limit(),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// A message the relay must put back on the broker.
+pub struct Unsettled {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub queue_name: String,
+    pub body: serde_json::Value,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// System-wide (relay only): locks messages that should be on the broker but may not be —
+/// `pending` ones never confirmed, `retrying` ones long past their due time (their wait-queue
+/// copy was lost), `processing` ones whose worker's lease ran out long ago. Rows stay locked
+/// (SKIP LOCKED for other relays) until the transaction ends.
+pub async fn relay_lock_unsettled(
+    tx: &deadpool_postgres::Transaction<'_>,
+    stale_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Unsettled>> {
+    let rows = tx
+        .query(
+            "SELECT id, tenant_id, queue_name, body, headers FROM messages
+             WHERE status IN ('pending', 'retrying', 'processing')
+               AND updated_at < now() - make_interval(secs => $1)
+               AND (status = 'pending'
+                    OR (status = 'retrying' AND next_attempt_at < now() - make_interval(secs => $1))
+                    OR (status = 'processing' AND locked_until < now() - make_interval(secs => $1)))
+             ORDER BY updated_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            &[&stale_after.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Unsettled {
+            id: r.get("id"),
+            tenant_id: TenantId(r.get("tenant_id")),
+            queue_name: r.get("queue_name"),
+            body: r.get("body"),
+            headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// System-wide (relay only): records that these messages are on the broker again.
+pub async fn relay_mark_republished(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<()> {
+    tx.execute(
+        "UPDATE messages SET
+             queued_at = CASE WHEN status = 'pending' THEN now() ELSE queued_at END,
+             next_attempt_at = CASE WHEN status = 'retrying' THEN now() ELSE next_attempt_at END,
+             status = CASE WHEN status = 'pending' THEN 'queued' ELSE status END,
+             updated_at = now()
+         WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves up to `limit` of the tenant's dead letters (optionally of one queue, or these ids)
+/// back to `pending` with a fresh attempt budget; returns them, ready to publish.
+pub async fn reset_dead_letters(
+    pool: &Pool,
+    tenant: TenantId,
+    queue: Option<&str>,
+    ids: Option<&[Uuid]>,
+    limit: i64,
+) -> Result<Vec<NewMessage>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "UPDATE messages SET status = 'pending', attempts = 0, next_attempt_at = NULL,
+                 locked_until = NULL, dead_lettered_at = NULL, updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE tenant_id = $1 AND status = 'dead_lettered'
+                   AND ($2::text IS NULL OR queue_name = $2)
+                   AND ($3::uuid[] IS NULL OR id = ANY($3))
+                 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING id, queue_name, body, headers",
+            &[&tenant.0, &queue, &ids, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let body: serde_json::Value = r.get("body");
+            Some(NewMessage {
+                id: MessageId(r.get("id")),
+                queue_name: crate::domain::QueueName::parse(r.get("queue_name")).ok()?,
+                body_bytes: serde_json::to_vec(&body).ok()?,
+                body,
+                headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
+                idempotency_key: None,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,115 @@
+//! PostgreSQL: the pool, migrations, and one repository module per table. Every function that
+//! reads or writes tenant data takes the tenant id; the few system-wide queries (the relay, the
+//! local event source, admin views) say so in their names.
+
+pub mod attempts;
+pub mod consumer_configs;
+pub mod messages;
+pub mod tenants;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::{ManagerConfig, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+
+use crate::Config;
+
+pub use deadpool_postgres::{Client, Pool};
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Builds the pool; connections are opened lazily, so this does not touch the network.
+pub fn pool(config: &Config) -> anyhow::Result<Pool> {
+    let mut cfg = deadpool_postgres::Config::new();
+    cfg.url = Some(config.database_url.clone());
+    cfg.manager = Some(ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    });
+    let timeout = Some(Duration::from_secs(5));
+    cfg.pool = Some(PoolConfig {
+        max_size: config.database_max_connections,
+        timeouts: Timeouts {
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        },
+        ..PoolConfig::default()
+    });
+    cfg.create_pool(Some(Runtime::Tokio1), NoTls)
+        .context("invalid DATABASE_URL")
+}
+
+/// Creates the configured database when it does not exist yet (local mode only: in AWS the
+/// stack creates it).
+pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
+    let (Some(admin_url), Some(name)) = (config.maintenance_database_url(), config.database_name())
+    else {
+        return Ok(());
+    };
+    if tokio_postgres::connect(&config.database_url, NoTls)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let (client, conn) = tokio_postgres::connect(&admin_url, NoTls)
+        .await
+        .with_context(|| "cannot reach PostgreSQL to create the database")?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .execute(&format!("CREATE DATABASE {quoted}"), &[])
+            .await
+        {
+            Ok(_) => tracing::info!(database = name, "created database"),
+            // Another process created it at the same moment.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e).context("CREATE DATABASE failed"),
+        }
+    }
+    Ok(())
+}
+
+/// Applies pending migrations. An advisory lock serialises concurrent starters (several API
+/// instances, parallel test binaries).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let (mut client, conn) = tokio_postgres::connect(&config.database_url, NoTls)
+        .await
+        .context("cannot connect to PostgreSQL to migrate")?;
+    let conn = tokio::spawn(conn);
+    const LOCK: i64 = 0x6d73_6773_7663; // "msgsvc"
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+        .await?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await
+        .context("migration failed");
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+        .await?;
+    drop(client);
+    conn.abort();
+    for m in report?.applied_migrations() {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    Ok(())
+}
+
+/// Classifies a unique-constraint violation by constraint name.
+pub(crate) fn unique_violation(err: &tokio_postgres::Error) -> Option<&str> {
+    let db = err.as_db_error()?;
+    if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+        db.constraint()
+    } else {
+        None
+    }
+}

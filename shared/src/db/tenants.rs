@@ -1,0 +1,73 @@
+use tokio_postgres::Row;
+
+use super::{Pool, unique_violation};
+use crate::{
+    domain::{PageRequest, Tenant, TenantId, TenantName, TenantStatus},
+    error::{Error, Result},
+};
+
+const COLUMNS: &str = "id, name, status, created_at, updated_at";
+
+fn from_row(row: &Row) -> Tenant {
+    Tenant {
+        id: TenantId(row.get("id")),
+        name: row.get("name"),
+        status: match row.get::<_, &str>("status") {
+            "active" => TenantStatus::Active,
+            _ => TenantStatus::Inactive,
+        },
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+pub async fn insert(
+    client: &deadpool_postgres::Transaction<'_>,
+    id: TenantId,
+    name: &TenantName,
+) -> Result<Tenant> {
+    let sql = format!("INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING {COLUMNS}");
+    match client.query_one(&sql, &[&id.0, &name.as_str()]).await {
+        Ok(row) => Ok(from_row(&row)),
+        Err(e) if unique_violation(&e) == Some("tenants_name_key") => Err(Error::conflict(
+            "tenant_name_taken",
+            format!("a tenant named {:?} already exists", name.as_str()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(pool: &Pool, id: TenantId) -> Result<Option<Tenant>> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE id = $1");
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+/// Every tenant, newest first (admin view).
+pub async fn list_all(pool: &Pool, page: &PageRequest) -> Result<Vec<Tenant>> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    );
+    let rows = client
+        .query(&sql, &[&page.after, &page.fetch_limit()])
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn deactivate(pool: &Pool, id: TenantId) -> Result<Option<Tenant>> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "UPDATE tenants SET status = 'inactive', updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    Ok(client
+        .query_opt(&sql, &[&id.0])
+        .await?
+        .as_ref()
+        .map(from_row))
+}

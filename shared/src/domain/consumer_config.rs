@@ -1,0 +1,191 @@
+//! A tenant queue's consumer configuration: how many workers, how retries behave, where
+//! messages are delivered.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{QueueName, TenantId};
+use crate::{config::ConsumerDefaults, error::Error};
+
+/// How many of a batch's messages run at once: `0..=max_workers`, `0` pausing the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workers(u32);
+
+impl Workers {
+    pub fn parse(n: i64, max: u32) -> Result<Self, Error> {
+        if (0..=i64::from(max)).contains(&n) {
+            Ok(Self(n as u32))
+        } else {
+            Err(Error::invalid(
+                "invalid_workers",
+                format!("workers must be within 0..={max} (0 pauses the queue)"),
+            ))
+        }
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+}
+
+pub const MAX_RETRY_ATTEMPTS: i64 = 100;
+pub const MIN_RETRY_DELAY_MS: i64 = 10;
+pub const MAX_RETRY_DELAY_MS: i64 = 24 * 3_600_000;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsumerConfig {
+    pub tenant_id: TenantId,
+    pub queue_name: String,
+    pub workers: u32,
+    pub retry_attempts: u32,
+    pub retry_delay_ms: u64,
+    pub enabled: bool,
+    pub endpoint_url: Option<String>,
+    /// The Standard Webhooks secret (`whsec_...`) that signs deliveries to `endpoint_url`.
+    pub signing_secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ConsumerConfig {
+    /// Paused queues are not consumed.
+    pub fn is_active(&self) -> bool {
+        self.enabled && self.workers > 0
+    }
+}
+
+/// A validated `PUT .../consumers/{queue}/config` request. Fields left out keep their stored
+/// value (or the default, for a new queue).
+#[derive(Clone, Debug)]
+pub struct ConsumerConfigUpdate {
+    pub queue_name: QueueName,
+    pub workers: Workers,
+    pub retry_attempts: Option<u32>,
+    pub retry_delay_ms: Option<u64>,
+    pub enabled: Option<bool>,
+    /// `Some(None)` clears the endpoint.
+    pub endpoint_url: Option<Option<String>>,
+}
+
+impl ConsumerConfigUpdate {
+    pub fn parse(
+        queue_name: &str,
+        workers: i64,
+        retry_attempts: Option<i64>,
+        retry_delay_ms: Option<i64>,
+        enabled: Option<bool>,
+        endpoint_url: Option<Option<String>>,
+        defaults: &ConsumerDefaults,
+    ) -> Result<Self, Error> {
+        let queue_name = QueueName::parse(queue_name)?;
+        let workers = Workers::parse(workers, defaults.max_workers)?;
+        let retry_attempts = retry_attempts
+            .map(|n| {
+                if (0..=MAX_RETRY_ATTEMPTS).contains(&n) {
+                    Ok(n as u32)
+                } else {
+                    Err(Error::invalid(
+                        "invalid_retry_attempts",
+                        format!("retry_attempts must be within 0..={MAX_RETRY_ATTEMPTS}"),
+                    ))
+                }
+            })
+            .transpose()?;
+        let retry_delay_ms = retry_delay_ms
+            .map(|n| {
+                if (MIN_RETRY_DELAY_MS..=MAX_RETRY_DELAY_MS).contains(&n) {
+                    Ok(n as u64)
+                } else {
+                    Err(Error::invalid(
+                        "invalid_retry_delay",
+                        format!(
+                            "retry_delay_ms must be within {MIN_RETRY_DELAY_MS}..={MAX_RETRY_DELAY_MS}"
+                        ),
+                    ))
+                }
+            })
+            .transpose()?;
+        let endpoint_url = endpoint_url
+            .map(|url| url.map(|u| validate_endpoint_url(&u)).transpose())
+            .transpose()?;
+        Ok(Self {
+            queue_name,
+            workers,
+            retry_attempts,
+            retry_delay_ms,
+            enabled,
+            endpoint_url,
+        })
+    }
+}
+
+/// Syntax only; whether the host is allowed is decided at delivery time, when it is resolved.
+fn validate_endpoint_url(raw: &str) -> Result<String, Error> {
+    let invalid = || {
+        Error::invalid(
+            "invalid_endpoint_url",
+            "endpoint_url must be an absolute http(s) URL of at most 2048 characters",
+        )
+    };
+    let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
+    if raw.len() > 2048 || !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(invalid());
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn workers_range() {
+        assert!(Workers::parse(0, 10).is_ok());
+        assert!(Workers::parse(10, 10).is_ok());
+        assert_eq!(
+            Workers::parse(11, 10).unwrap_err().code(),
+            "invalid_workers"
+        );
+        assert_eq!(
+            Workers::parse(-1, 10).unwrap_err().code(),
+            "invalid_workers"
+        );
+    }
+
+    #[test]
+    fn update_rules() {
+        let d = Config::from_lookup(|_| None).unwrap().consumer;
+        let ok = ConsumerConfigUpdate::parse("q", 4, Some(2), Some(100), None, None, &d);
+        assert!(ok.is_ok());
+        let cases = [
+            (
+                ConsumerConfigUpdate::parse("q", 4, Some(101), None, None, None, &d),
+                "invalid_retry_attempts",
+            ),
+            (
+                ConsumerConfigUpdate::parse("q", 4, None, Some(1), None, None, &d),
+                "invalid_retry_delay",
+            ),
+            (
+                ConsumerConfigUpdate::parse(
+                    "q",
+                    4,
+                    None,
+                    None,
+                    None,
+                    Some(Some("ftp://x".into())),
+                    &d,
+                ),
+                "invalid_endpoint_url",
+            ),
+            (
+                ConsumerConfigUpdate::parse("Q!", 4, None, None, None, None, &d),
+                "invalid_queue_name",
+            ),
+        ];
+        for (result, code) in cases {
+            assert_eq!(result.unwrap_err().code(), code);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Messages: their lifecycle and the rules a publish request must meet.
+
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{MessageId, QueueName, TenantId};
+use crate::error::Error;
+
+/// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Stored, not yet confirmed by the broker; the outbox relay republishes it.
+    Pending,
+    Queued,
+    Processing,
+    Retrying,
+    Completed,
+    DeadLettered,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 6] = [
+        MessageStatus::Pending,
+        MessageStatus::Queued,
+        MessageStatus::Processing,
+        MessageStatus::Retrying,
+        MessageStatus::Completed,
+        MessageStatus::DeadLettered,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageStatus::Pending => "pending",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Processing => "processing",
+            MessageStatus::Retrying => "retrying",
+            MessageStatus::Completed => "completed",
+            MessageStatus::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// No further processing happens in these states (until a redrive).
+    pub fn is_final(&self) -> bool {
+        matches!(self, MessageStatus::Completed | MessageStatus::DeadLettered)
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "invalid_status",
+                    "status must be one of pending, queued, processing, retrying, completed, dead_lettered",
+                )
+            })
+    }
+}
+
+/// A stored message as the API reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub queue_name: String,
+    pub status: MessageStatus,
+    pub message_body: Value,
+    pub headers: BTreeMap<String, String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+}
+
+pub const MAX_HEADERS: usize = 32;
+pub const MAX_HEADER_NAME_LEN: usize = 128;
+pub const MAX_HEADER_VALUE_LEN: usize = 1024;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Header names the service sets on the broker message; tenants may not use this prefix.
+pub const RESERVED_HEADER_PREFIX: &str = "x-msg-";
+
+/// A publish request that passed every rule; the only way to build one is `NewMessage::parse`.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub queue_name: QueueName,
+    pub body: Value,
+    /// The body serialised once, as sent to the broker and counted against the size limit.
+    pub body_bytes: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewMessage {
+    pub fn parse(
+        queue_name: &str,
+        body: Value,
+        headers: Option<BTreeMap<String, String>>,
+        idempotency_key: Option<String>,
+        max_body_bytes: usize,
+    ) -> Result<Self, Error> {
+        let queue_name = QueueName::parse(queue_name)?;
+        if body.is_null() {
+            return Err(Error::invalid(
+                "invalid_message_body",
+                "message_body is required and must not be null",
+            ));
+        }
+        let body_bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.into()))?;
+        if body_bytes.len() > max_body_bytes {
+            return Err(Error::TooLarge {
+                code: "message_too_large",
+                message: format!(
+                    "message_body is {} bytes; the limit is {max_body_bytes}",
+                    body_bytes.len()
+                ),
+            });
+        }
+        let headers = headers.unwrap_or_default();
+        validate_headers(&headers)?;
+        let idempotency_key = idempotency_key.map(validate_idempotency_key).transpose()?;
+        Ok(Self {
+            id: MessageId::generate(),
+            queue_name,
+            body,
+            body_bytes,
+            headers,
+            idempotency_key,
+        })
+    }
+}
+
+fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
+    if headers.len() > MAX_HEADERS {
+        return Err(Error::invalid(
+            "invalid_headers",
+            format!("at most {MAX_HEADERS} headers are allowed"),
+        ));
+    }
+    for (name, value) in headers {
+        let name_ok = (1..=MAX_HEADER_NAME_LEN).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            return Err(Error::invalid(
+                "invalid_headers",
+                format!(
+                    "header name {name:?} must be 1-{MAX_HEADER_NAME_LEN} characters of A-Z, a-z, 0-9, '-', '_' and '.'"
+                ),
+            ));
+        }
+        if name
+            .to_ascii_lowercase()
+            .starts_with(RESERVED_HEADER_PREFIX)
+        {
+            return Err(Error::invalid(
+                "invalid_headers",
+                format!("header names starting with {RESERVED_HEADER_PREFIX:?} are reserved"),
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE_LEN || value.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "invalid_headers",
+                format!(
+                    "header {name:?}: values are at most {MAX_HEADER_VALUE_LEN} bytes without control characters"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_idempotency_key(key: String) -> Result<String, Error> {
+    let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(key)
+    } else {
+        Err(Error::invalid(
+            "invalid_idempotency_key",
+            format!("idempotency keys are 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(body: Value, headers: &[(&str, &str)]) -> Result<NewMessage, Error> {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        NewMessage::parse("orders", body, Some(headers), None, 64)
+    }
+
+    #[test]
+    fn body_limit_counts_serialised_bytes() {
+        assert!(parse(json!("x".repeat(62)), &[]).is_ok()); // 62 + 2 quotes
+        let err = parse(json!("x".repeat(63)), &[]).unwrap_err();
+        assert_eq!(err.code(), "message_too_large");
+        assert_eq!(
+            parse(Value::Null, &[]).unwrap_err().code(),
+            "invalid_message_body"
+        );
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        assert!(parse(json!(1), &[("trace-id", "abc")]).is_ok());
+        for bad in [("x-msg-tenant-id", "x"), ("bad name", "x"), ("k", "a\nb")] {
+            assert_eq!(
+                parse(json!(1), &[bad]).unwrap_err().code(),
+                "invalid_headers"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in MessageStatus::ALL {
+            assert_eq!(s.as_str().parse::<MessageStatus>().unwrap(), s);
+        }
+        assert!("done".parse::<MessageStatus>().is_err());
+    }
+}

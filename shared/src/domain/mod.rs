@@ -1,0 +1,17 @@
+//! Domain types. Constructors reject bad input, so a value of these types is valid by
+//! construction ("parse, don't validate").
+
+pub mod consumer_config;
+pub mod duration;
+pub mod ids;
+pub mod message;
+pub mod names;
+pub mod page;
+pub mod tenant;
+
+pub use consumer_config::{ConsumerConfig, ConsumerConfigUpdate, Workers};
+pub use ids::{MessageId, TenantId};
+pub use message::{Message, MessageStatus};
+pub use names::{QueueName, TenantName};
+pub use page::{Page, PageRequest};
+pub use tenant::{Tenant, TenantStatus};

@@ -1,0 +1,28 @@
+//! Code every function shares: configuration, domain types, repositories, the broker, auth,
+//! metrics and the one domain error type.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod consumers;
+pub mod context;
+pub mod db;
+pub mod dead_letters;
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod messages;
+pub mod metrics;
+pub mod processing;
+pub mod relay;
+pub mod telemetry;
+pub mod tenants;
+
+pub use config::Config;
+pub use context::AppContext;
+pub use error::{Error, Result};
+
+/// True when a Lambda runtime drives this process (in AWS or under `cargo lambda watch`).
+pub fn running_in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}

@@ -1,0 +1,314 @@
+//! The publish path. An accepted message is never lost: it is stored `pending` first, then
+//! published persistently with a publisher confirm and marked `queued`. A message whose publish
+//! was not confirmed stays `pending` and the outbox relay (`relay`) republishes it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    AppContext,
+    broker::{Outbound, QueueRef, headers, work_queue},
+    db,
+    domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
+    error::{Error, Result},
+    metrics as m,
+};
+
+/// One message as a client asks to publish it (not yet validated).
+#[derive(Clone, Debug)]
+pub struct PublishItem {
+    pub queue_name: String,
+    pub message_body: Value,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What the API answers for an accepted message.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accepted {
+    pub id: MessageId,
+    pub queue_name: String,
+    pub status: MessageStatus,
+    pub created_at: DateTime<Utc>,
+    /// True when an earlier publish with the same idempotency key is returned.
+    pub idempotent_replay: bool,
+}
+
+pub async fn publish(ctx: &AppContext, tenant: TenantId, item: PublishItem) -> Result<Accepted> {
+    crate::tenants::get_active(ctx, tenant).await?;
+    let msg = validate(ctx, item)?;
+    publish_valid(ctx, tenant, vec![msg])
+        .await?
+        .pop()
+        .expect("one result per message")
+}
+
+/// Publishes up to `max_batch_items` messages; one result per item, in order. An invalid item
+/// fails alone.
+pub async fn publish_batch(
+    ctx: &AppContext,
+    tenant: TenantId,
+    items: Vec<PublishItem>,
+) -> Result<Vec<Result<Accepted>>> {
+    let max = ctx.config.limits.max_batch_items;
+    if items.is_empty() || items.len() > max {
+        return Err(Error::invalid(
+            "invalid_batch",
+            format!("a batch holds 1 to {max} messages"),
+        ));
+    }
+    crate::tenants::get_active(ctx, tenant).await?;
+    let mut results: Vec<Option<Result<Accepted>>> = Vec::with_capacity(items.len());
+    let mut valid = Vec::new();
+    let mut slots = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match validate(ctx, item) {
+            Ok(msg) => {
+                valid.push(msg);
+                slots.push(i);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    if !valid.is_empty() {
+        for (slot, outcome) in slots
+            .into_iter()
+            .zip(publish_valid(ctx, tenant, valid).await?)
+        {
+            results[slot] = Some(outcome);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every slot filled"))
+        .collect())
+}
+
+fn validate(ctx: &AppContext, item: PublishItem) -> Result<NewMessage> {
+    NewMessage::parse(
+        &item.queue_name,
+        item.message_body,
+        item.headers,
+        item.idempotency_key,
+        ctx.config.limits.max_body_bytes,
+    )
+}
+
+/// Stores, publishes and marks queued. Errors of the whole operation (database down) fail the
+/// call; per-message outcomes are in the list.
+async fn publish_valid(
+    ctx: &AppContext,
+    tenant: TenantId,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<Result<Accepted>>> {
+    ensure_consumer_configs(ctx, tenant, &messages).await?;
+
+    let refs: Vec<&NewMessage> = messages.iter().collect();
+    let client = ctx.db.get().await?;
+    let inserted: std::collections::HashSet<uuid::Uuid> =
+        db::messages::insert_pending(&client, tenant, &refs)
+            .await?
+            .into_iter()
+            .collect();
+    let replays = find_replays(&client, tenant, &messages, &inserted).await?;
+    drop(client);
+
+    let fresh: Vec<&NewMessage> = messages
+        .iter()
+        .filter(|m| inserted.contains(&m.id.0))
+        .collect();
+    let confirmed = publish_to_broker(ctx, tenant, &fresh).await;
+    db::messages::mark_queued(&ctx.db, tenant, &confirmed).await?;
+    metrics::counter!(m::MESSAGES_PUBLISHED).increment(confirmed.len() as u64);
+    let deferred = fresh.len() - confirmed.len();
+    if deferred > 0 {
+        metrics::counter!(m::MESSAGES_PUBLISH_DEFERRED).increment(deferred as u64);
+        tracing::warn!(%tenant, deferred, "publish not confirmed; messages stay pending for the relay");
+    }
+
+    let now = Utc::now();
+    Ok(messages
+        .iter()
+        .map(|msg| {
+            if inserted.contains(&msg.id.0) {
+                let status = if confirmed.contains(&msg.id.0) {
+                    MessageStatus::Queued
+                } else {
+                    MessageStatus::Pending
+                };
+                return Ok(Accepted {
+                    id: msg.id,
+                    queue_name: msg.queue_name.to_string(),
+                    status,
+                    created_at: now,
+                    idempotent_replay: false,
+                });
+            }
+            let key = msg.idempotency_key.as_deref().unwrap_or_default();
+            match replays.get(key) {
+                Some(prior) if same_request(prior, msg) => Ok(Accepted {
+                    id: prior.id,
+                    queue_name: prior.queue_name.clone(),
+                    status: prior.status,
+                    created_at: prior.created_at,
+                    idempotent_replay: true,
+                }),
+                Some(_) => Err(Error::conflict(
+                    "idempotency_key_reused",
+                    "this idempotency key was used for a different message",
+                )),
+                None => Err(Error::Internal(anyhow::anyhow!(
+                    "message neither inserted nor found by idempotency key"
+                ))),
+            }
+        })
+        .collect())
+}
+
+async fn find_replays(
+    client: &db::Client,
+    tenant: TenantId,
+    messages: &[NewMessage],
+    inserted: &std::collections::HashSet<uuid::Uuid>,
+) -> Result<HashMap<String, Message>> {
+    let keys: Vec<&str> = messages
+        .iter()
+        .filter(|m| !inserted.contains(&m.id.0))
+        .filter_map(|m| m.idempotency_key.as_deref())
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = db::messages::find_by_idempotency_keys(client, tenant, &keys).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|m| m.idempotency_key.clone().map(|k| (k, m)))
+        .collect())
+}
+
+fn same_request(prior: &Message, msg: &NewMessage) -> bool {
+    prior.queue_name == msg.queue_name.as_str()
+        && prior.message_body == msg.body
+        && prior.headers == msg.headers
+}
+
+/// Creates missing consumer configs (with defaults) for the queues these messages use.
+async fn ensure_consumer_configs(
+    ctx: &AppContext,
+    tenant: TenantId,
+    messages: &[NewMessage],
+) -> Result<()> {
+    let unknown: Vec<QueueRef> = {
+        let known = ctx.known_queues.lock().expect("known queues lock");
+        let mut refs: Vec<QueueRef> = messages
+            .iter()
+            .map(|m| QueueRef::new(tenant, m.queue_name.clone()))
+            .filter(|q| !known.contains(q))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let client = ctx.db.get().await?;
+    for q in &unknown {
+        db::consumer_configs::ensure_default(&client, tenant, &q.queue_name, &ctx.config.consumer)
+            .await?;
+    }
+    ctx.known_queues
+        .lock()
+        .expect("known queues lock")
+        .extend(unknown);
+    Ok(())
+}
+
+/// Publishes the messages to their work queues; returns the ids the broker confirmed.
+/// Broker faults are logged, not returned: unconfirmed messages stay `pending`.
+pub(crate) async fn publish_to_broker(
+    ctx: &AppContext,
+    tenant: TenantId,
+    messages: &[&NewMessage],
+) -> Vec<uuid::Uuid> {
+    let mut queues: Vec<QueueRef> = messages
+        .iter()
+        .map(|m| QueueRef::new(tenant, m.queue_name.clone()))
+        .collect();
+    queues.sort();
+    queues.dedup();
+    let mut declared = std::collections::HashSet::new();
+    for q in &queues {
+        match ctx.broker.ensure_queue(q).await {
+            Ok(()) => {
+                declared.insert(q.queue_name.clone());
+            }
+            Err(e) => tracing::warn!(error = %e, queue = %q.queue_name, "cannot declare queue"),
+        }
+    }
+    let publishable: Vec<&&NewMessage> = messages
+        .iter()
+        .filter(|m| declared.contains(&m.queue_name))
+        .collect();
+    let names: Vec<String> = publishable
+        .iter()
+        .map(|m| work_queue(&QueueRef::new(tenant, m.queue_name.clone())))
+        .collect();
+    let tenant_str = tenant.to_string();
+    let outbound: Vec<Outbound> = publishable
+        .iter()
+        .zip(&names)
+        .map(|(m, queue)| Outbound {
+            queue,
+            message_id: m.id.to_string(),
+            body: &m.body_bytes,
+            headers: broker_headers(&tenant_str, m.queue_name.as_str(), &m.headers),
+            expiration_ms: None,
+        })
+        .collect();
+    let results = ctx.broker.publish_confirmed(&outbound).await;
+    publishable
+        .iter()
+        .zip(results)
+        .filter_map(|(m, r)| match r {
+            Ok(()) => Some(m.id.0),
+            Err(e) => {
+                tracing::warn!(error = %e, message_id = %m.id, "publish failed");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The tenant's own headers plus the service's tenant and queue headers.
+pub(crate) fn broker_headers(
+    tenant: &str,
+    queue: &str,
+    own: &BTreeMap<String, String>,
+) -> lapin::types::FieldTable {
+    Outbound::string_headers(
+        own.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([(headers::TENANT_ID, tenant), (headers::QUEUE_NAME, queue)]),
+    )
+}
+
+pub async fn get(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Message> {
+    db::messages::get(&ctx.db, tenant, id)
+        .await?
+        .ok_or(Error::NotFound("message"))
+}
+
+pub async fn list(
+    ctx: &AppContext,
+    tenant: TenantId,
+    filter: &db::messages::MessageFilter,
+    page: &PageRequest,
+) -> Result<Page<Message>> {
+    let rows = db::messages::list(&ctx.db, tenant, filter, page).await?;
+    Ok(Page::from_rows(rows, page, |m| m.id.0))
+}
