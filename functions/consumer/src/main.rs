@@ -1,1 +1,67 @@
-fn main() {}
+//! The consumer function. Inside Lambda it handles `aws:rmq` events from Amazon MQ; outside,
+//! it runs the local event source, which calls the same handler in process or invokes a
+//! function through the Lambda Invoke API (`CONSUMER_INVOKE_ENDPOINT`).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
+use consumer::{
+    dispatch::Dispatcher,
+    event_source::{EventSource, Options},
+    rmq::handle_event,
+};
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::{AppContext, Config, delivery::BatchHandler, processing::Builtin, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(&config);
+    let processor = Arc::new(Builtin::new(&config.webhook)?);
+
+    if shared::running_in_lambda() {
+        let ctx = AppContext::new(config, "consumer-lambda")?;
+        let handler = Arc::new(BatchHandler::new(ctx, processor));
+        return lambda_runtime::run(service_fn(move |event: LambdaEvent<RabbitMqEvent>| {
+            let handler = handler.clone();
+            async move {
+                handle_event(&handler, &event.payload)
+                    .await
+                    .map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
+            }
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!(e));
+    }
+
+    shared::db::ensure_database(&config).await?;
+    shared::db::migrate(&config).await?;
+    let ctx = AppContext::new(config, "consumer")?;
+    let dispatcher = match &ctx.config.consumer.invoke_endpoint {
+        Some(endpoint) => {
+            tracing::info!(%endpoint, function = %ctx.config.consumer.function_name, "invoking the consumer function through the Lambda Invoke API");
+            Dispatcher::invoke(endpoint, &ctx.config.consumer.function_name)?
+        }
+        None => Dispatcher::InProcess(Arc::new(BatchHandler::new(ctx.clone(), processor))),
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    EventSource::new(ctx.clone(), dispatcher, Options::from_config(&ctx.config))
+        .run(stop_rx)
+        .await;
+    ctx.broker.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

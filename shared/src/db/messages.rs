@@ -250,3 +250,164 @@ pub async fn reset_dead_letters(
         })
         .collect())
 }
+
+/// A message this worker now owns for one attempt.
+pub struct Claimed {
+    pub id: Uuid,
+    /// Attempts within the current budget, this one included.
+    pub attempts: i32,
+    /// The fencing token: settling succeeds only while the row still carries it.
+    pub total_attempts: i32,
+    pub body: serde_json::Value,
+    pub headers: BTreeMap<String, String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Claims the messages that may run now, by compare-and-set: `pending`/`queued`, `retrying`
+/// that is due, or `processing` whose lease ran out (its worker died). Completed and
+/// dead-lettered messages, and ones another worker holds, are left alone. Also records the
+/// attempt, and closes an abandoned one.
+pub async fn claim(
+    pool: &Pool,
+    tenant: TenantId,
+    queue: &str,
+    ids: &[Uuid],
+    lease: std::time::Duration,
+) -> Result<Vec<Claimed>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let claim = tx
+        .prepare_cached(
+            "UPDATE messages SET status = 'processing', attempts = attempts + 1,
+                 total_attempts = total_attempts + 1,
+                 locked_until = now() + make_interval(secs => $4), updated_at = now()
+             WHERE tenant_id = $1 AND queue_name = $2 AND id = ANY($3)
+               AND (status IN ('pending', 'queued')
+                    OR (status = 'retrying' AND next_attempt_at <= now() + interval '1 second')
+                    OR (status = 'processing' AND locked_until < now()))
+             RETURNING id, attempts, total_attempts, body, headers, created_at",
+        )
+        .await?;
+    let rows = tx
+        .query(&claim, &[&tenant.0, &queue, &ids, &lease.as_secs_f64()])
+        .await?;
+    let claimed: Vec<Claimed> = rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get("id"),
+            attempts: r.get("attempts"),
+            total_attempts: r.get("total_attempts"),
+            body: r.get("body"),
+            headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
+            created_at: r.get("created_at"),
+        })
+        .collect();
+    if !claimed.is_empty() {
+        let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+        let numbers: Vec<i32> = claimed.iter().map(|c| c.total_attempts).collect();
+        tx.execute(
+            "UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
+                 error = 'the worker stopped or timed out before settling'
+             WHERE message_id = ANY($1) AND finished_at IS NULL",
+            &[&ids],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO message_attempts (message_id, attempt, tenant_id)
+             SELECT id, n, $3 FROM unnest($1::uuid[], $2::int[]) AS a(id, n)",
+            &[&ids, &numbers, &tenant.0],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// How an unclaimed message stands, so the consumer can tell a duplicate from one that is busy.
+pub struct Standing {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn standing(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Standing>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, status, locked_until FROM messages WHERE tenant_id = $1 AND id = ANY($2)",
+            &[&tenant.0, &ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Standing {
+            id: r.get("id"),
+            status: r
+                .get::<_, &str>("status")
+                .parse()
+                .unwrap_or(MessageStatus::Pending),
+            locked_until: r.get("locked_until"),
+        })
+        .collect())
+}
+
+/// How an attempt ended.
+pub enum Settlement<'a> {
+    Completed,
+    Retrying {
+        error: &'a str,
+        delay: std::time::Duration,
+    },
+    DeadLettered {
+        error: &'a str,
+    },
+}
+
+/// Records the attempt's outcome, only if the row still carries this attempt's fencing token.
+/// Returns false when another worker took the message over meanwhile.
+pub async fn settle(
+    pool: &Pool,
+    tenant: TenantId,
+    id: Uuid,
+    total_attempts: i32,
+    settlement: &Settlement<'_>,
+) -> Result<bool> {
+    let (status, error, delay_secs) = match settlement {
+        Settlement::Completed => ("completed", None, None),
+        Settlement::Retrying { error, delay } => {
+            ("retrying", Some(*error), Some(delay.as_secs_f64()))
+        }
+        Settlement::DeadLettered { error } => ("dead_lettered", Some(*error), None),
+    };
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH m AS (
+                 UPDATE messages SET status = $4, updated_at = now(), locked_until = NULL,
+                     last_error = CASE WHEN $4 = 'completed' THEN last_error ELSE $5 END,
+                     next_attempt_at = CASE WHEN $4 = 'retrying'
+                         THEN now() + make_interval(secs => $6) ELSE NULL END,
+                     completed_at = CASE WHEN $4 = 'completed' THEN now() ELSE completed_at END,
+                     dead_lettered_at = CASE WHEN $4 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'processing' AND total_attempts = $3
+                 RETURNING id)
+             UPDATE message_attempts SET finished_at = now(), outcome = $4, error = $5
+             WHERE message_id IN (SELECT id FROM m) AND attempt = $3
+             RETURNING 1",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &tenant.0,
+                &id,
+                &total_attempts,
+                &status,
+                &error,
+                &delay_secs,
+            ],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
