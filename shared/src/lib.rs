@@ -26,3 +26,6 @@ pub use error::{Error, Result};
 pub fn running_in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

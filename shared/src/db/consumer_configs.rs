@@ -78,13 +78,14 @@ pub async fn upsert(
     let sql = format!(
         "INSERT INTO consumer_configs AS c
              (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled, endpoint_url, signing_secret)
-         VALUES ($1, $2, $3, COALESCE($4, $9), COALESCE($5, $10), COALESCE($6, true), $7, $8)
+         VALUES ($1, $2, $3, COALESCE($4::int, $9::int), COALESCE($5::bigint, $10::bigint),
+                 COALESCE($6::boolean, true), $7::text, $8)
          ON CONFLICT (tenant_id, queue_name) DO UPDATE SET
              workers = EXCLUDED.workers,
-             retry_attempts = COALESCE($4, c.retry_attempts),
-             retry_delay_ms = COALESCE($5, c.retry_delay_ms),
-             enabled = COALESCE($6, c.enabled),
-             endpoint_url = CASE WHEN $11 THEN $7 ELSE c.endpoint_url END,
+             retry_attempts = COALESCE($4::int, c.retry_attempts),
+             retry_delay_ms = COALESCE($5::bigint, c.retry_delay_ms),
+             enabled = COALESCE($6::boolean, c.enabled),
+             endpoint_url = CASE WHEN $11::boolean THEN $7::text ELSE c.endpoint_url END,
              updated_at = now()
          RETURNING {COLUMNS}"
     );

@@ -1,0 +1,195 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shared::auth::Claims;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Every tenant-scoped route, for tenant `t` and one of its messages `m`.
+fn tenant_routes(t: &str, m: &str) -> Vec<(Method, String, Option<Value>)> {
+    let publish = json!({ "queue_name": "q", "message_body": 1 });
+    vec![
+        (Method::GET, format!("/api/v1/tenants/{t}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{t}/messages"),
+            Some(publish.clone()),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{t}/messages/batch"),
+            Some(json!({ "messages": [publish] })),
+        ),
+        (Method::GET, format!("/api/v1/tenants/{t}/messages"), None),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{t}/messages/{m}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{t}/messages/{m}/attempts"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{t}/dead-letters"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{t}/dead-letters/redrive"),
+            Some(json!({})),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{t}/consumers/q/config"),
+            Some(json!({ "workers": 2 })),
+        ),
+        (Method::GET, format!("/api/v1/tenants/{t}/consumers"), None),
+    ]
+}
+
+fn admin_routes(t: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (
+            Method::POST,
+            "/api/v1/tenants".into(),
+            Some(json!({ "name": shared::testkit::unique("x") })),
+        ),
+        (Method::GET, "/api/v1/tenants".into(), None),
+        (Method::DELETE, format!("/api/v1/tenants/{t}"), None),
+        (Method::GET, "/api/v1/consumers/status".into(), None),
+    ]
+}
+
+async fn tenant_with_message(app: &TestApp) -> (String, String) {
+    let t = app.create_tenant().await;
+    let m = app.publish(&t, "q", json!({"secret": t})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (t, m)
+}
+
+#[tokio::test]
+async fn a_tenant_token_reaches_only_its_own_tenant() {
+    let app = spawn_app().await;
+    let (a, ma) = tenant_with_message(&app).await;
+    let (b, mb) = tenant_with_message(&app).await;
+    let token_b = app.tenant_token(&b);
+
+    for (method, path, body) in tenant_routes(&a, &ma) {
+        let r = app.call(method.clone(), &path, Some(&token_b), body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{method} {path}"
+        );
+        assert!(
+            !r.body.to_string().contains(&a),
+            "no data of tenant A leaks"
+        );
+    }
+    for (method, path, body) in admin_routes(&a) {
+        let r = app.call(method.clone(), &path, Some(&token_b), body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{method} {path}"
+        );
+    }
+    // Tenant A's message id under tenant B's own path is simply not found.
+    let r = app
+        .get(&format!("/api/v1/tenants/{b}/messages/{ma}"), &token_b)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "message_not_found")
+    );
+    let r = app
+        .get(
+            &format!("/api/v1/tenants/{b}/messages/{ma}/attempts"),
+            &token_b,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The same token works on its own tenant's routes.
+    for (method, path, body) in tenant_routes(&b, &mb) {
+        let r = app.call(method.clone(), &path, Some(&token_b), body).await;
+        assert!(
+            r.status.is_success(),
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let list = app
+        .get(&format!("/api/v1/tenants/{b}/messages?limit=500"), &token_b)
+        .await;
+    assert!(
+        !list.body.to_string().contains(&a),
+        "tenant B's list holds no tenant A data"
+    );
+}
+
+#[tokio::test]
+async fn missing_expired_and_tampered_tokens_are_unauthorized() {
+    let app = spawn_app().await;
+    let (a, ma) = tenant_with_message(&app).await;
+    let mut expired = Claims::admin("ops", 0);
+    expired.exp -= 3600;
+    let expired = app.mint(&expired);
+    let tampered = {
+        let token = app.tenant_token(&a);
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        // Re-sign nothing: swap the payload for an admin one.
+        let admin_payload = app.admin.split('.').nth(1).unwrap().to_string();
+        parts[1] = admin_payload;
+        parts.join(".")
+    };
+    let tokens: [(Option<&str>, &str); 4] = [
+        (None, "none"),
+        (Some(expired.as_str()), "expired"),
+        (Some(tampered.as_str()), "tampered"),
+        (Some("garbage"), "garbage"),
+    ];
+    let mut routes = tenant_routes(&a, &ma);
+    routes.extend(admin_routes(&a));
+    for (token, what) in tokens {
+        for (method, path, body) in &routes {
+            let r = app.call(method.clone(), path, token, body.clone()).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{what}: {method} {path}"
+            );
+            assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+        }
+    }
+    // Nothing was written by any refused call.
+    let list = app
+        .get(&format!("/api/v1/tenants/{a}/messages"), &app.admin)
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_token() {
+    let app = spawn_app().await;
+    let health = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.body,
+        json!({"status": "ok", "checks": {"database": "ok", "broker": "ok"}})
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("msgsvc_http_requests_total"), "{text}");
+}

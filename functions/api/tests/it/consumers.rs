@@ -1,0 +1,138 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn configure_a_queue_consumer() {
+    let app = spawn_app().await;
+    let t = app.create_tenant().await;
+    let path = format!("/api/v1/tenants/{t}/consumers/orders/config");
+    let r = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "workers": 7, "retry_attempts": 5, "retry_delay_ms": 250 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["workers"], 7);
+    assert_eq!(r.body["retry_attempts"], 5);
+    assert_eq!(r.body["retry_delay_ms"], 250);
+    assert_eq!(r.body["enabled"], true);
+    assert!(
+        r.body["signing_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+
+    // Fields left out keep their value; enabled and endpoint can be changed and cleared.
+    let r = app
+        .call(Method::PUT, &path, Some(&app.admin), Some(json!({ "workers": 2, "enabled": false, "endpoint_url": "https://example.com/hook" })))
+        .await;
+    assert_eq!(
+        (
+            r.body["workers"].as_u64(),
+            r.body["retry_attempts"].as_u64()
+        ),
+        (Some(2), Some(5))
+    );
+    assert_eq!(r.body["enabled"], false);
+    assert_eq!(r.body["endpoint_url"], "https://example.com/hook");
+    let r = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "workers": 2, "endpoint_url": null })),
+        )
+        .await;
+    assert!(r.body["endpoint_url"].is_null());
+
+    let list = app
+        .get(&format!("/api/v1/tenants/{t}/consumers"), &app.admin)
+        .await;
+    let names: Vec<_> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["queue_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["default", "orders"]);
+
+    let status = app.get("/api/v1/consumers/status", &app.admin).await;
+    assert_eq!(status.status, StatusCode::OK);
+    let mine = status.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tenant_id"] == t.as_str())
+        .count();
+    assert_eq!(mine, 2);
+}
+
+#[tokio::test]
+async fn out_of_range_consumer_configs_are_refused() {
+    let app = spawn_app().await;
+    let t = app.create_tenant().await;
+    let path = format!("/api/v1/tenants/{t}/consumers/orders/config");
+    let cases = [
+        (json!({ "workers": 11 }), "invalid_workers"),
+        (json!({ "workers": -1 }), "invalid_workers"),
+        (
+            json!({ "workers": 1, "retry_attempts": 101 }),
+            "invalid_retry_attempts",
+        ),
+        (
+            json!({ "workers": 1, "retry_delay_ms": 0 }),
+            "invalid_retry_delay",
+        ),
+        (
+            json!({ "workers": 1, "endpoint_url": "ftp://x" }),
+            "invalid_endpoint_url",
+        ),
+        (json!({ "retry_attempts": 1 }), "invalid_json"),
+        (json!({ "workers": 1, "speed": 9 }), "invalid_json"),
+    ];
+    for (body, code) in cases {
+        let r = app
+            .call(Method::PUT, &path, Some(&app.admin), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}"
+        );
+    }
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{t}/consumers/Bad.Name/config"),
+            Some(&app.admin),
+            Some(json!({"workers": 1})),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_queue_name");
+    let r = app
+        .call(
+            Method::PUT,
+            &format!(
+                "/api/v1/tenants/{}/consumers/q/config",
+                uuid::Uuid::new_v4()
+            ),
+            Some(&app.admin),
+            Some(json!({"workers": 1})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "tenant_not_found")
+    );
+    // Nothing was stored by the refused calls.
+    let list = app
+        .get(&format!("/api/v1/tenants/{t}/consumers"), &app.admin)
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,9 @@
+//! API integration tests over the real PostgreSQL and RabbitMQ. Each test creates its own
+//! tenants (so its own broker queues) and runs in parallel with the others.
+
+mod auth;
+mod consumers;
+mod faults;
+mod helpers;
+mod messages;
+mod tenants;

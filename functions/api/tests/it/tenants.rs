@@ -1,0 +1,162 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use shared::testkit::unique;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn create_get_list_and_deactivate() {
+    let app = spawn_app().await;
+    let name = unique("Acme");
+    let created = app
+        .post("/api/v1/tenants", &app.admin, json!({ "name": name }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["name"], name);
+    assert_eq!(created.body["status"], "active");
+
+    // The default consumer configuration comes with the tenant.
+    let consumers = app
+        .get(&format!("/api/v1/tenants/{id}/consumers"), &app.admin)
+        .await;
+    assert_eq!(consumers.status, StatusCode::OK);
+    assert_eq!(consumers.body["items"][0]["queue_name"], "default");
+    assert_eq!(consumers.body["items"][0]["workers"], 3);
+
+    let dup = app
+        .post(
+            "/api/v1/tenants",
+            &app.admin,
+            json!({ "name": name.to_uppercase() }),
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    assert_eq!(dup.code(), "tenant_name_taken");
+
+    let got = app.get(&format!("/api/v1/tenants/{id}"), &app.admin).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["id"], id.as_str());
+
+    let gone = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/{id}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::OK);
+    assert_eq!(gone.body["status"], "inactive");
+    let refused = app.publish(&id, "orders", json!({"x": 1})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.code(), "tenant_inactive");
+    // Its data stays readable.
+    assert_eq!(
+        app.get(&format!("/api/v1/tenants/{id}"), &app.admin)
+            .await
+            .body["status"],
+        "inactive"
+    );
+}
+
+#[tokio::test]
+async fn tenants_page_through_without_gaps_or_repeats() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.create_tenant().await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/tenants?limit=2&cursor={c}"),
+            None => "/api/v1/tenants?limit=2".to_string(),
+        };
+        let page = app.get(&path, &app.admin).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let items = page.body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        for t in items {
+            assert!(
+                seen.insert(t["id"].as_str().unwrap().to_string()),
+                "repeated tenant"
+            );
+        }
+        pages += 1;
+        match page.body["next_cursor"].as_str() {
+            Some(c) if pages < 10 => cursor = Some(c.to_string()),
+            _ => break,
+        }
+    }
+    assert!(seen.len() >= 3 || pages == 10);
+}
+
+#[tokio::test]
+async fn tenant_validation_errors() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({ "name": "" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_name",
+        ),
+        (
+            json!({ "name": "x".repeat(101) }),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_name",
+        ),
+        (
+            json!({ "name": "ok", "extra": 1 }),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            json!({ "nom": "ok" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            json!({ "name": 5 }),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = app.post("/api/v1/tenants", &app.admin, body.clone()).await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}");
+    }
+    let r = app.get("/api/v1/tenants/not-a-uuid", &app.admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_tenant_id")
+    );
+    let r = app
+        .get(
+            &format!("/api/v1/tenants/{}", uuid::Uuid::new_v4()),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "tenant_not_found")
+    );
+    let r = app.get("/api/v1/tenants?limit=0", &app.admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_limit")
+    );
+    let r = app.get("/api/v1/tenants?limit=abc", &app.admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+    let r = app.get("/api/v1/tenants?cursor=zzz", &app.admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_cursor")
+    );
+    let r = app.get("/api/v1/nothing-here", &app.admin).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+}

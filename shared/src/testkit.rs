@@ -1,0 +1,114 @@
+//! Test support shared by the function crates' integration tests (feature `testkit`): a
+//! configuration pointing at the test database, a one-time migration, and a TCP proxy that can
+//! cut a dependency off for one test without touching the shared services.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Mutex, OnceCell},
+    task::JoinHandle,
+};
+
+use crate::{AppContext, Config};
+
+/// The test database (`TEST_DATABASE_URL`, default `msgsvc_test` on the local server).
+pub fn test_config() -> Config {
+    let mut config = Config::from_env().expect("test configuration");
+    config.database_url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/msgsvc_test".into());
+    config.relay.enabled = false;
+    config.webhook.allow_http = true;
+    config.webhook.allow_private = true;
+    config
+}
+
+static MIGRATED: OnceCell<()> = OnceCell::const_new();
+
+/// Creates and migrates the test database once per test binary.
+pub async fn prepare_database(config: &Config) {
+    MIGRATED
+        .get_or_init(|| async {
+            crate::db::ensure_database(config)
+                .await
+                .expect("create test database");
+            crate::db::migrate(config)
+                .await
+                .expect("migrate test database");
+        })
+        .await;
+}
+
+pub async fn context(config: Config, name: &str) -> AppContext {
+    prepare_database(&config).await;
+    AppContext::new(config, name).expect("context")
+}
+
+/// A unique suffix for names, so parallel tests never share data.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A TCP proxy in front of a service. `cut()` drops every open connection and refuses new
+/// ones, as if the service went down; `restore()` brings it back.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let down = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (down, conns) = (down.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if down.load(Ordering::SeqCst) {
+                        continue; // dropped: connection reset
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().await.push(task);
+                }
+            })
+        };
+        Self {
+            addr,
+            down,
+            conns,
+            accept,
+        }
+    }
+
+    pub async fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().await.drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
