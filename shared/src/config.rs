@@ -49,6 +49,9 @@ pub struct ConsumerDefaults {
     /// Invoke API at this base URL (e.g. `http://127.0.0.1:9000` under `cargo lambda watch`).
     pub invoke_endpoint: Option<String>,
     pub function_name: String,
+    /// Restricts the local event source to these tenants (`CONSUMER_TENANTS`, comma-separated
+    /// ids), so a consumer process can be dedicated to some tenants. Empty: every tenant.
+    pub tenants: Vec<crate::domain::TenantId>,
 }
 
 #[derive(Clone, Debug)]
@@ -162,6 +165,17 @@ impl Config {
                 config_poll_interval: v.duration("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
                 invoke_endpoint: lookup("CONSUMER_INVOKE_ENDPOINT").filter(|s| !s.is_empty()),
                 function_name: v.string("CONSUMER_FUNCTION_NAME", "consumer"),
+                tenants: v
+                    .string("CONSUMER_TENANTS", "")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            v.error("CONSUMER_TENANTS", "expected comma-separated tenant ids")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
             },
             limits: Limits {
                 max_body_bytes: v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?,

@@ -16,7 +16,12 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
 };
-use shared::{AppContext, broker::QueueRef, db, domain::QueueName};
+use shared::{
+    AppContext,
+    broker::QueueRef,
+    db,
+    domain::{QueueName, TenantId},
+};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{dispatch::Dispatcher, rmq::event_from_deliveries};
@@ -26,6 +31,8 @@ pub struct Options {
     pub batch_size: usize,
     pub batch_window: Duration,
     pub poll_interval: Duration,
+    /// Only these tenants' queues; empty for every tenant.
+    pub tenants: Vec<TenantId>,
 }
 
 impl Options {
@@ -34,6 +41,7 @@ impl Options {
             batch_size: c.consumer.batch_size,
             batch_window: c.consumer.batch_window,
             poll_interval: c.consumer.config_poll_interval,
+            tenants: c.consumer.tenants.clone(),
         }
     }
 }
@@ -94,7 +102,11 @@ impl EventSource {
     async fn reconcile(&mut self) -> shared::Result<()> {
         let configs = db::consumer_configs::list_all_of_active_tenants(&self.ctx.db).await?;
         let mut desired: HashMap<QueueRef, Desired> = HashMap::new();
-        for c in configs.iter().filter(|c| c.is_active()) {
+        let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
+        for c in configs
+            .iter()
+            .filter(|c| c.is_active() && wanted(&c.tenant_id))
+        {
             if let Ok(name) = QueueName::parse(&c.queue_name) {
                 desired.insert(
                     QueueRef::new(c.tenant_id, name),

@@ -1,0 +1,87 @@
+//! The handler accepts the event shape Amazon MQ sends, and processes a message once however
+//! often it is delivered.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
+use consumer::rmq::handle_event;
+use serde_json::{Value, json};
+use shared::{
+    broker::{QueueRef, work_queue},
+    delivery::BatchHandler,
+    domain::{MessageStatus, QueueName},
+};
+
+use crate::helpers::{FailTimes, context, message, publish, tenant, wait_all};
+
+fn fixture() -> Value {
+    let raw = include_str!("../fixtures/aws-rmq-event.json");
+    serde_json::from_str(raw).unwrap()
+}
+
+/// The fixture, re-addressed to one of our queues and messages.
+fn fixture_for(queue: &QueueRef, message_id: &str) -> RabbitMqEvent {
+    let mut event = fixture();
+    let mut messages = event["rmqMessagesByQueue"]["test::/"].take();
+    messages[0]["basicProperties"]["messageId"] = json!(message_id);
+    event["rmqMessagesByQueue"] = json!({ format!("{}::/", work_queue(queue)): messages });
+    serde_json::from_value(event).unwrap()
+}
+
+#[tokio::test]
+async fn the_fixture_event_parses_and_foreign_queues_are_ignored() {
+    let ctx = context().await;
+    let processor = Arc::new(FailTimes::default());
+    let handler = BatchHandler::new(ctx, processor.clone());
+    let event: RabbitMqEvent = serde_json::from_value(fixture()).unwrap();
+    let report = handle_event(&handler, &event).await.unwrap();
+    assert_eq!(report.queues.len(), 1);
+    assert_eq!(report.queues[0].report.unknown, 1);
+    assert_eq!(processor.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_completes_once() {
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    let id = publish(&ctx, t, "orders", json!({"n": 1})).await;
+    let queue = QueueRef::new(t, QueueName::parse("orders").unwrap());
+    let event = fixture_for(&queue, &id.to_string());
+    let processor = Arc::new(FailTimes::default());
+    let handler = BatchHandler::new(ctx.clone(), processor.clone());
+
+    let first = handle_event(&handler, &event).await.unwrap();
+    assert_eq!(first.queues[0].report.completed, 1);
+    let second = handle_event(&handler, &event).await.unwrap();
+    assert_eq!(second.queues[0].report.completed, 0);
+    assert_eq!(second.queues[0].report.duplicates, 1);
+    // Also twice within one batch.
+    let mut doubled = event.clone();
+    for msgs in doubled.messages_by_queue.values_mut() {
+        let copy = msgs[0].clone();
+        msgs.push(copy);
+    }
+    let third = handle_event(&handler, &doubled).await.unwrap();
+    assert_eq!(third.queues[0].report.duplicates, 2);
+
+    assert_eq!(
+        processor.calls.load(Ordering::SeqCst),
+        1,
+        "processed exactly once"
+    );
+    let m = message(&ctx, t, id).await;
+    assert_eq!((m.status, m.attempts), (MessageStatus::Completed, 1));
+    let attempts = shared::db::attempts::list(&ctx.db, t, id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    wait_all(
+        &ctx,
+        t,
+        &[id],
+        MessageStatus::Completed,
+        Duration::from_secs(1),
+    )
+    .await;
+}

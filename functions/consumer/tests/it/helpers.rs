@@ -1,0 +1,201 @@
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use consumer::{
+    dispatch::Dispatcher,
+    event_source::{EventSource, Options},
+};
+use serde_json::Value;
+use shared::{
+    AppContext, Config,
+    delivery::BatchHandler,
+    domain::{ConsumerConfigUpdate, Message, MessageId, MessageStatus, TenantId, TenantName},
+    messages::{self, PublishItem},
+    processing::{Job, Outcome, Processor},
+    testkit,
+};
+use tokio::{sync::watch, task::JoinHandle};
+
+pub fn config() -> Config {
+    let mut c = testkit::test_config();
+    c.consumer.batch_size = 20;
+    c.consumer.batch_window = Duration::from_millis(30);
+    c.consumer.config_poll_interval = Duration::from_millis(200);
+    c.consumer.processing_timeout = Duration::from_secs(5);
+    c
+}
+
+pub async fn context() -> AppContext {
+    let config = config();
+    shared::telemetry::init(&config);
+    testkit::context(config, "consumer-test").await
+}
+
+pub async fn tenant(ctx: &AppContext) -> TenantId {
+    let name = TenantName::parse(&testkit::unique("tenant")).unwrap();
+    shared::tenants::create(ctx, &name).await.unwrap().id
+}
+
+pub async fn configure(
+    ctx: &AppContext,
+    t: TenantId,
+    queue: &str,
+    workers: i64,
+    retries: i64,
+    delay_ms: i64,
+    endpoint: Option<String>,
+) {
+    let update = ConsumerConfigUpdate::parse(
+        queue,
+        workers,
+        Some(retries),
+        Some(delay_ms),
+        Some(true),
+        Some(endpoint),
+        &ctx.config.consumer,
+    )
+    .unwrap();
+    shared::consumers::configure(ctx, t, &update).await.unwrap();
+}
+
+pub async fn publish(ctx: &AppContext, t: TenantId, queue: &str, body: Value) -> MessageId {
+    let item = PublishItem {
+        queue_name: queue.into(),
+        message_body: body,
+        headers: None,
+        idempotency_key: None,
+    };
+    let accepted = messages::publish(ctx, t, item).await.unwrap();
+    assert_eq!(accepted.status, MessageStatus::Queued);
+    accepted.id
+}
+
+pub async fn publish_many(ctx: &AppContext, t: TenantId, queue: &str, n: usize) -> Vec<MessageId> {
+    let items = (0..n)
+        .map(|i| PublishItem {
+            queue_name: queue.into(),
+            message_body: serde_json::json!({ "i": i }),
+            headers: None,
+            idempotency_key: None,
+        })
+        .collect();
+    messages::publish_batch(ctx, t, items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect()
+}
+
+pub async fn message(ctx: &AppContext, t: TenantId, id: MessageId) -> Message {
+    messages::get(ctx, t, id).await.unwrap()
+}
+
+/// Waits until every message reached `status`; panics with the stragglers after `timeout`.
+pub async fn wait_all(
+    ctx: &AppContext,
+    t: TenantId,
+    ids: &[MessageId],
+    status: MessageStatus,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut behind = Vec::new();
+        for id in ids {
+            let m = message(ctx, t, *id).await;
+            if m.status != status {
+                behind.push((m.id, m.status));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not {status} after {timeout:?}: {:?}",
+            behind.len(),
+            &behind[..behind.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An in-process event source for these tenants only.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+pub fn start_event_source(
+    ctx: &AppContext,
+    processor: Arc<dyn Processor>,
+    tenants: Vec<TenantId>,
+) -> Running {
+    let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
+    let mut opts = Options::from_config(&ctx.config);
+    opts.tenants = tenants;
+    let source = EventSource::new(ctx.clone(), Dispatcher::InProcess(handler), opts);
+    let (stop, rx) = watch::channel(false);
+    let handle = tokio::spawn(source.run(rx));
+    Running { stop, handle }
+}
+
+/// Fails each message's first `n` attempts, then succeeds; counts calls.
+#[derive(Default)]
+pub struct FailTimes {
+    pub n: u32,
+    pub calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Processor for FailTimes {
+    async fn process(&self, job: &Job<'_>) -> Outcome {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if job.attempt <= self.n {
+            Outcome::retry(format!("failure {}", job.attempt))
+        } else {
+            Outcome::Completed
+        }
+    }
+}
+
+/// Sleeps per message (per tenant) and records the highest concurrency it saw.
+#[derive(Default)]
+pub struct Slow {
+    pub delay: HashMap<TenantId, Duration>,
+    pub running: AtomicUsize,
+    pub peak: AtomicUsize,
+    pub done: Mutex<Vec<MessageId>>,
+}
+
+impl Slow {
+    pub fn reset_peak(&self) {
+        self.peak.store(0, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Processor for Slow {
+    async fn process(&self, job: &Job<'_>) -> Outcome {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay.get(&job.tenant_id).copied().unwrap_or_default()).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.done.lock().unwrap().push(job.message_id);
+        Outcome::Completed
+    }
+}

@@ -1,0 +1,9 @@
+//! Consumer integration tests over the real PostgreSQL and RabbitMQ. Each test has its own
+//! tenants, and its event source consumes only those tenants' queues.
+
+mod events;
+mod helpers;
+mod isolation;
+mod kill;
+mod retries;
+mod webhook;
