@@ -140,10 +140,9 @@ impl Broker {
         if let Some(s) = self.current() {
             return Ok(s);
         }
-        if let Some(t) = *self.last_failure.lock().expect("broker lock") {
-            if t.elapsed() < RECONNECT_BACKOFF {
-                return Err(BrokerError::Unreachable("reconnecting".into()));
-            }
+        let last_failure = *self.last_failure.lock().expect("broker lock");
+        if last_failure.is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF) {
+            return Err(BrokerError::Unreachable("reconnecting".into()));
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(Ok(session)) => {

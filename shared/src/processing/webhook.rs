@@ -46,10 +46,8 @@ impl WebhookProcessor {
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             _ => None,
         };
-        if let Some(ip) = literal {
-            if !self.allow_private && !address_guard::is_public(ip) {
-                return Err(address_guard::Refused.to_string());
-            }
+        if literal.is_some_and(|ip| !self.allow_private && !address_guard::is_public(ip)) {
+            return Err(address_guard::Refused.to_string());
         }
         Ok(url)
     }

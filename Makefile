@@ -1,0 +1,40 @@
+# Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
+.PHONY: run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+
+run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
+	scripts/run-local.sh
+
+dev: run ## Same as run (the cargo-lambda + LocalStack loop comes with the AWS stack)
+
+test: ## Every test, against the real PostgreSQL and RabbitMQ
+	scripts/test.sh
+
+test-unit: ## Unit tests only (no services needed)
+	cargo test --workspace --lib --bins
+
+test-integration: ## Integration tests only
+	scripts/test.sh --test it
+
+test-coverage: ## Line coverage of the whole test suite (installs cargo-tarpaulin if missing)
+	command -v cargo-tarpaulin >/dev/null || cargo install --locked cargo-tarpaulin
+	scripts/services.sh
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_test} \
+	  cargo tarpaulin --workspace --skip-clean --out Stdout
+
+migrate-up: ## Create the database if needed and apply migrations
+	scripts/services.sh
+	cargo run -q -p api -- migrate
+
+lint: ## rustfmt and clippy, warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+token: ## Print an admin JWT for local use (TENANT=<id> for a tenant token)
+	@if [ -n "$(TENANT)" ]; then cargo run -q -p api -- token --tenant $(TENANT); \
+	else cargo run -q -p api -- token --admin; fi
+
+services: ## Start PostgreSQL and RabbitMQ if they are not running
+	scripts/services.sh

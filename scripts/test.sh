@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test against the real PostgreSQL and RabbitMQ (started if needed). Tests create
+# and migrate their own database (TEST_DATABASE_URL) and isolate themselves by tenant.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_test}"
+export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+cargo test --workspace "$@"
