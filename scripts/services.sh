@@ -66,6 +66,19 @@ ensure_rabbitmq() {
   wait_for 5672 RabbitMQ 120
 }
 
+# The management API (queue depths for metrics and the status API); enabling works offline.
+ensure_rabbitmq_management() {
+  up 15672 && return 0
+  if command -v rabbitmq-plugins >/dev/null; then
+    echo "enabling the RabbitMQ management plugin"
+    rabbitmq-plugins enable rabbitmq_management >/dev/null
+    wait_for 15672 "RabbitMQ management API" 60
+  else
+    echo "warning: RabbitMQ management API not on :15672; queue depths will be missing" >&2
+  fi
+}
+
 ensure_postgres
 ensure_rabbitmq
+ensure_rabbitmq_management
 echo "PostgreSQL and RabbitMQ are up"

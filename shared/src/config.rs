@@ -13,11 +13,16 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-#[derive(Clone, Debug)]
+/// `Debug` redacts secrets: the JWT secret and URL passwords never reach a log line.
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub database_max_connections: usize,
     pub rabbitmq_url: String,
+    /// The RabbitMQ management API, for queue depths (`RABBITMQ_MANAGEMENT_URL`; `off` disables).
+    pub rabbitmq_management_url: Option<String>,
+    /// Where the consumer process serves its Prometheus metrics outside Lambda.
+    pub consumer_metrics_port: u16,
     pub server_host: String,
     pub server_port: u16,
     pub jwt_secret: String,
@@ -150,6 +155,12 @@ impl Config {
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
             rabbitmq_url: v.string("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            rabbitmq_management_url: Some(v.string(
+                "RABBITMQ_MANAGEMENT_URL",
+                "http://guest:guest@127.0.0.1:15672",
+            ))
+            .filter(|u| u != "off"),
+            consumer_metrics_port: v.parse("CONSUMER_METRICS_PORT", 8081)?,
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,
             jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
@@ -215,6 +226,43 @@ impl Config {
     pub fn database_name(&self) -> Option<&str> {
         let tail = self.database_url.rsplit_once('/')?.1;
         Some(tail.split('?').next().unwrap_or(tail))
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("rabbitmq_url", &redact_url(&self.rabbitmq_url))
+            .field(
+                "rabbitmq_management_url",
+                &self.rabbitmq_management_url.as_deref().map(redact_url),
+            )
+            .field(
+                "server",
+                &format_args!("{}:{}", self.server_host, self.server_port),
+            )
+            .field("jwt_secret", &"[redacted]")
+            .field("consumer", &self.consumer)
+            .field("limits", &self.limits)
+            .field("relay", &self.relay)
+            .field("webhook", &self.webhook)
+            .field("metrics_enabled", &self.metrics_enabled)
+            .field("log_level", &self.log_level)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with its password replaced.
+pub fn redact_url(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "[unparseable url]".into(),
     }
 }
 
@@ -290,6 +338,21 @@ mod tests {
         assert_eq!(c.consumer.retry_delay, Duration::from_secs(5));
         assert_eq!(c.limits.max_body_bytes, 262_144);
         assert_eq!(c.database_name(), Some("msgsvc"));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = with(&[
+            ("JWT_SECRET", "top-secret-key"),
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/x"),
+            ("RABBITMQ_URL", "amqp://user:rabbitpw@mq:5672/%2f"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["top-secret-key", "hunter2", "rabbitpw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("db:5432"));
     }
 
     #[test]

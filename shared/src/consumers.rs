@@ -1,11 +1,21 @@
-//! Consumer configuration per tenant queue. The local event source re-reads it within a second
-//! or two; the consumer function reads it per batch.
+//! Consumer configuration per tenant queue, and its status: desired next to applied state,
+//! message counts, recent throughput and failures, queue depth on the broker.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::{
-    AppContext, db,
+    AppContext,
+    broker::stats,
+    db::{self, consumer_runtime::Applied},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
     error::Result,
 };
+
+/// The window of the status API's recent figures.
+pub const RECENT_WINDOW_SECS: f64 = 300.0;
 
 pub async fn configure(
     ctx: &AppContext,
@@ -15,17 +25,120 @@ pub async fn configure(
     crate::tenants::get(ctx, tenant).await?;
     let config =
         db::consumer_configs::upsert(&ctx.db, tenant, update, &ctx.config.consumer).await?;
-    tracing::info!(%tenant, queue = %config.queue_name, workers = config.workers,
+    tracing::info!(tenant_id = %tenant, queue = %config.queue_name, workers = config.workers,
         enabled = config.enabled, "consumer config changed");
     Ok(config)
 }
 
-pub async fn list(ctx: &AppContext, tenant: TenantId) -> Result<Vec<ConsumerConfig>> {
-    crate::tenants::get(ctx, tenant).await?;
-    db::consumer_configs::list_for_tenant(&ctx.db, tenant).await
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    pub tenant_id: TenantId,
+    pub queue_name: String,
+    /// The desired state, as configured.
+    pub config: ConsumerConfig,
+    /// What a consumer applied (absent until one has).
+    pub applied: Option<Applied>,
+    /// Messages being processed right now.
+    pub busy_workers: i64,
+    /// Messages by status, completed ones excepted.
+    pub messages: HashMap<String, i64>,
+    /// Ready and unacknowledged on the broker's work queue (absent when the management API is
+    /// unreachable).
+    pub broker: Option<BrokerDepth>,
+    /// Attempts finished in the last five minutes, by outcome.
+    pub recent: HashMap<String, i64>,
+    pub completed_per_second: f64,
+    /// Share of recent attempts that failed (retried or dead-lettered).
+    pub failure_rate: f64,
+    pub oldest_waiting_age_seconds: Option<f64>,
+    pub last_error: Option<LastError>,
 }
 
-/// Every tenant queue (admin).
-pub async fn list_all(ctx: &AppContext) -> Result<Vec<ConsumerConfig>> {
-    db::consumer_configs::list_all(&ctx.db).await
+#[derive(Debug, Serialize)]
+pub struct BrokerDepth {
+    pub ready: u64,
+    pub unacked: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastError {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// Status of the tenant's queues, or of every tenant's (admin) when `tenant` is `None`.
+pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<QueueStatus>> {
+    let configs = match tenant {
+        Some(t) => {
+            crate::tenants::get(ctx, t).await?;
+            db::consumer_configs::list_for_tenant(&ctx.db, t).await?
+        }
+        None => db::consumer_configs::list_all(&ctx.db).await?,
+    };
+    let (figures, applied, depths) = tokio::join!(
+        db::queue_stats::figures(&ctx.db, tenant, RECENT_WINDOW_SECS),
+        db::consumer_runtime::list(&ctx.db, tenant),
+        broker_depths(ctx),
+    );
+    let mut figures = figures?;
+    let mut applied: HashMap<_, _> = applied?
+        .into_iter()
+        .map(|a| ((a.tenant_id, a.queue_name.clone()), a))
+        .collect();
+    let now = Utc::now();
+    Ok(configs
+        .into_iter()
+        .map(|config| {
+            let key = (config.tenant_id, config.queue_name.clone());
+            let f = figures.remove(&key).unwrap_or_default();
+            let recent_total: i64 = f.recent.values().sum();
+            let failed = f.recent.get("retrying").copied().unwrap_or(0)
+                + f.recent.get("dead_lettered").copied().unwrap_or(0);
+            QueueStatus {
+                tenant_id: config.tenant_id,
+                queue_name: config.queue_name.clone(),
+                applied: applied.remove(&key),
+                busy_workers: f.by_status.get("processing").copied().unwrap_or(0),
+                broker: depths
+                    .as_ref()
+                    .and_then(|d| d.get(&key))
+                    .map(|&(ready, unacked)| BrokerDepth { ready, unacked }),
+                completed_per_second: f.recent.get("completed").copied().unwrap_or(0) as f64
+                    / RECENT_WINDOW_SECS,
+                failure_rate: if recent_total == 0 {
+                    0.0
+                } else {
+                    failed as f64 / recent_total as f64
+                },
+                oldest_waiting_age_seconds: f
+                    .oldest_waiting
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+                last_error: f.last_error.map(|(at, error)| LastError { at, error }),
+                messages: f.by_status,
+                recent: f.recent,
+                config,
+            }
+        })
+        .collect())
+}
+
+async fn broker_depths(ctx: &AppContext) -> Option<HashMap<(TenantId, String), (u64, u64)>> {
+    let url = ctx.config.rabbitmq_management_url.as_deref()?;
+    match stats::queue_depths(&ctx.http, url).await {
+        Ok(depths) => Some(
+            depths
+                .into_iter()
+                .map(|d| {
+                    (
+                        (d.queue.tenant_id, d.queue.queue_name.to_string()),
+                        (d.ready, d.unacked),
+                    )
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "RabbitMQ management API unreachable; queue depths omitted");
+            None
+        }
+    }
 }

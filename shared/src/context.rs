@@ -19,6 +19,8 @@ pub struct AppContext {
     /// Tenant queues whose consumer config is known to exist, so publishing does not upsert it
     /// every time.
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
+    /// For the RabbitMQ management API.
+    pub http: reqwest::Client,
 }
 
 impl AppContext {
@@ -32,6 +34,9 @@ impl AppContext {
             db,
             broker,
             known_queues: Arc::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?,
         })
     }
 }

@@ -50,6 +50,7 @@ pub async fn redrive(
         }
         let refs: Vec<_> = batch.iter().collect();
         let confirmed = publish_to_broker(ctx, tenant, &refs).await;
+        crate::messages::count_published(tenant, &refs, &confirmed);
         db::messages::mark_queued(&ctx.db, tenant, &confirmed).await?;
         report.redriven += batch.len();
         report.queued += confirmed.len();

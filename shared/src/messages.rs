@@ -123,12 +123,7 @@ async fn publish_valid(
         .collect();
     let confirmed = publish_to_broker(ctx, tenant, &fresh).await;
     db::messages::mark_queued(&ctx.db, tenant, &confirmed).await?;
-    metrics::counter!(m::MESSAGES_PUBLISHED).increment(confirmed.len() as u64);
-    let deferred = fresh.len() - confirmed.len();
-    if deferred > 0 {
-        metrics::counter!(m::MESSAGES_PUBLISH_DEFERRED).increment(deferred as u64);
-        tracing::warn!(%tenant, deferred, "publish not confirmed; messages stay pending for the relay");
-    }
+    count_published(tenant, &fresh, &confirmed);
 
     let now = Utc::now();
     Ok(messages
@@ -226,6 +221,27 @@ async fn ensure_consumer_configs(
         .expect("known queues lock")
         .extend(unknown);
     Ok(())
+}
+
+/// Counts confirmed and deferred publishes per queue.
+pub(crate) fn count_published(tenant: TenantId, sent: &[&NewMessage], confirmed: &[uuid::Uuid]) {
+    let mut per_queue: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for msg in sent {
+        let e = per_queue.entry(msg.queue_name.as_str()).or_default();
+        if confirmed.contains(&msg.id.0) {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    for (queue, (ok, deferred)) in per_queue {
+        let labels = m::tq(&tenant, queue);
+        metrics::counter!(m::MESSAGES_PUBLISHED, &labels).increment(ok);
+        metrics::counter!(m::MESSAGES_PUBLISH_DEFERRED, &labels).increment(deferred);
+        if deferred > 0 {
+            tracing::warn!(tenant_id = %tenant, queue, deferred, "publish not confirmed; messages stay pending for the relay");
+        }
+    }
 }
 
 /// Publishes the messages to their work queues; returns the ids the broker confirmed.

@@ -26,6 +26,8 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     let mut client = ctx.db.get().await?;
     let tx = client.transaction().await?;
     let stale = db::messages::relay_lock_unsettled(&tx, cfg.stale_after, cfg.batch).await?;
+    metrics::counter!(m::RELAY_SWEEPS).increment(1);
+    let republished = metrics::counter!(m::RELAY_REPUBLISHED);
     if stale.is_empty() {
         return Ok(RelayReport::default());
     }
@@ -77,7 +79,7 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     }
     db::messages::relay_mark_republished(&tx, &done).await?;
     tx.commit().await?;
-    metrics::counter!(m::RELAY_REPUBLISHED).increment(done.len() as u64);
+    republished.increment(done.len() as u64);
     if !done.is_empty() || failed > 0 {
         tracing::info!(republished = done.len(), failed, "outbox relay sweep");
     }

@@ -29,8 +29,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("JWT_SECRET is the development default; set it outside local development");
     }
     if shared::running_in_lambda() {
+        // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
+        let emf = shared::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "api-lambda")?;
-        return lambda_http::run(router(ApiState::new(ctx)))
+        return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)))
             .await
             .map_err(|e| anyhow::anyhow!(e));
     }
@@ -44,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .relay
         .enabled
         .then(|| shared::relay::spawn(ctx.clone()));
+    let gauges = shared::metrics::spawn_process_gauges(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -54,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(r) = relay {
         r.abort();
     }
+    gauges.abort();
     ctx.broker.close().await;
     Ok(())
 }

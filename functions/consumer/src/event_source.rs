@@ -103,10 +103,13 @@ impl EventSource {
         let configs = db::consumer_configs::list_all_of_active_tenants(&self.ctx.db).await?;
         let mut desired: HashMap<QueueRef, Desired> = HashMap::new();
         let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
-        for c in configs
-            .iter()
-            .filter(|c| c.is_active() && wanted(&c.tenant_id))
-        {
+        for c in configs.iter().filter(|c| wanted(&c.tenant_id)) {
+            let workers = if c.is_active() { c.workers } else { 0 };
+            let labels = shared::metrics::tq(&c.tenant_id, &c.queue_name);
+            metrics::gauge!(shared::metrics::WORKERS_DESIRED, &labels).set(workers as f64);
+            if !c.is_active() {
+                continue;
+            }
             if let Ok(name) = QueueName::parse(&c.queue_name) {
                 desired.insert(
                     QueueRef::new(c.tenant_id, name),
@@ -125,13 +128,13 @@ impl EventSource {
         }
         for (q, d) in desired {
             if !self.running.contains_key(&q) {
-                self.start(q, d);
+                self.start(q, d).await;
             }
         }
         Ok(())
     }
 
-    fn start(&mut self, queue: QueueRef, desired: Desired) {
+    async fn start(&mut self, queue: QueueRef, desired: Desired) {
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers, "consuming queue");
         let (stop, stop_rx) = watch::channel(false);
         let consumer = QueueConsumer {
@@ -147,6 +150,7 @@ impl EventSource {
                 tracing::warn!(tenant_id = %q.tenant_id, queue = %q.queue_name, error = %e, "queue consumer stopped; restarting");
             }
         });
+        self.record_applied(&queue, desired.workers, true).await;
         self.running.insert(
             queue,
             Running {
@@ -157,10 +161,28 @@ impl EventSource {
         );
     }
 
+    /// Records what this process applied, for the status API (best effort: a failure to record
+    /// must not stop consumption).
+    async fn record_applied(&self, q: &QueueRef, workers: u32, running: bool) {
+        let by = instance_name();
+        let recorded = db::consumer_runtime::record(
+            &self.ctx.db,
+            q.tenant_id,
+            q.queue_name.as_str(),
+            workers,
+            running,
+            &by,
+        );
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %e, "cannot record the applied consumer state");
+        }
+    }
+
     async fn stop(&mut self, queue: &QueueRef) {
         if let Some(r) = self.running.remove(queue) {
             let _ = r.stop.send(true);
             let _ = r.handle.await;
+            self.record_applied(queue, 0, false).await;
         }
     }
 }
@@ -239,4 +261,14 @@ impl QueueConsumer {
         let _ = channel.close(200, "consumer stopping".into()).await;
         result
     }
+}
+
+/// `<host>:<pid>`, naming this process in the applied state.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
+    format!("{host}:{}", std::process::id())
 }

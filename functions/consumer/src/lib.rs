@@ -3,4 +3,5 @@
 
 pub mod dispatch;
 pub mod event_source;
+pub mod observability;
 pub mod rmq;

@@ -10,7 +10,7 @@ use consumer::{
     event_source::{EventSource, Options},
     rmq::handle_event,
 };
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 use shared::{AppContext, Config, delivery::BatchHandler, processing::Builtin, telemetry};
 
 #[tokio::main]
@@ -20,16 +20,21 @@ async fn main() -> anyhow::Result<()> {
     let processor = Arc::new(Builtin::new(&config.webhook)?);
 
     if shared::running_in_lambda() {
+        // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
+        let emf = shared::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "consumer-lambda")?;
-        let handler = Arc::new(BatchHandler::new(ctx, processor));
-        return lambda_runtime::run(service_fn(move |event: LambdaEvent<RabbitMqEvent>| {
-            let handler = handler.clone();
-            async move {
-                handle_event(&handler, &event.payload)
-                    .await
-                    .map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
-            }
-        }))
+        let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
+        return shared::metrics::emf_lambda::handler::run(
+            emf,
+            move |event: LambdaEvent<RabbitMqEvent>| {
+                let (handler, ctx) = (handler.clone(), ctx.clone());
+                async move {
+                    let outcome = handle_event(&handler, &event.payload).await;
+                    shared::metrics::record_process_gauges(&ctx);
+                    outcome.map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
+                }
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!(e));
     }
@@ -44,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Dispatcher::InProcess(Arc::new(BatchHandler::new(ctx.clone(), processor))),
     };
+    if ctx.config.metrics_enabled {
+        consumer::observability::serve(ctx.clone()).await?;
+    }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

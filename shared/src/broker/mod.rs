@@ -3,6 +3,7 @@
 //! the broker restarts.
 
 mod connection;
+pub mod stats;
 pub mod topology;
 
 pub use connection::{Broker, BrokerError, Outbound};

@@ -313,9 +313,9 @@ pub async fn claim(
         )
         .await?;
         tx.execute(
-            "INSERT INTO message_attempts (message_id, attempt, tenant_id)
-             SELECT id, n, $3 FROM unnest($1::uuid[], $2::int[]) AS a(id, n)",
-            &[&ids, &numbers, &tenant.0],
+            "INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name)
+             SELECT id, n, $3, $4 FROM unnest($1::uuid[], $2::int[]) AS a(id, n)",
+            &[&ids, &numbers, &tenant.0, &queue],
         )
         .await?;
     }

@@ -4,7 +4,9 @@
 
 pub mod attempts;
 pub mod consumer_configs;
+pub mod consumer_runtime;
 pub mod messages;
+pub mod queue_stats;
 pub mod tenants;
 
 use std::time::Duration;

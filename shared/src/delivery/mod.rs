@@ -15,6 +15,7 @@ use std::{
 };
 
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -109,13 +110,18 @@ impl BatchHandler {
         let mut runs = Vec::with_capacity(claimed.len());
         for c in &claimed {
             let (permits, config) = (&permits, &config);
-            runs.push(async move {
-                let _permit = permits
-                    .acquire()
-                    .await
-                    .map_err(|e| Error::Internal(e.into()))?;
-                self.run_one(queue, config, c).await
-            });
+            let span = tracing::info_span!("message", tenant_id = %queue.tenant_id,
+                queue = %queue.queue_name, message_id = %c.id, attempt = c.attempts);
+            runs.push(
+                async move {
+                    let _permit = permits
+                        .acquire()
+                        .await
+                        .map_err(|e| Error::Internal(e.into()))?;
+                    self.run_one(queue, config, c).await
+                }
+                .instrument(span),
+            );
         }
         let outcomes: Vec<Result<MessageStatus>> = futures::future::join_all(runs).await;
         let mut first_fault = None;
@@ -199,10 +205,7 @@ impl BatchHandler {
         config: &ConsumerConfig,
         c: &Claimed,
     ) -> Result<MessageStatus> {
-        let labels = [
-            ("tenant_id", queue.tenant_id.to_string()),
-            ("queue", queue.queue_name.to_string()),
-        ];
+        let labels = m::tq(&queue.tenant_id, queue.queue_name.as_str());
         let body = serde_json::to_vec(&c.body).map_err(|e| Error::Internal(e.into()))?;
         let job = Job {
             message_id: MessageId(c.id),
@@ -263,6 +266,13 @@ impl BatchHandler {
         }
         if let Some((tier, delay)) = wait {
             self.park(queue, &[c.id], tier, Some(delay)).await?;
+        }
+        match &settlement {
+            Settlement::Completed => tracing::debug!("message completed"),
+            Settlement::Retrying { error, delay } => {
+                tracing::info!(%error, ?delay, "message failed; will retry")
+            }
+            Settlement::DeadLettered { error } => tracing::warn!(%error, "message dead-lettered"),
         }
         let outcome_label = match status {
             MessageStatus::Completed => "completed",

@@ -5,7 +5,7 @@ use axum::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
-    consumers,
+    consumers::{self, QueueStatus},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
 };
 
@@ -62,28 +62,25 @@ async fn configure(
 }
 
 #[derive(Serialize)]
-struct ConsumerList {
-    items: Vec<ConsumerConfig>,
+struct StatusList {
+    items: Vec<QueueStatus>,
 }
 
+/// The tenant's queues with config, desired and applied state, and live figures.
 async fn list(
     State(s): State<ApiState>,
     Caller(caller): Caller,
     PathParams(tenant): PathParams<String>,
-) -> ApiResult<Json<ConsumerList>> {
+) -> ApiResult<Json<StatusList>> {
     let tenant: TenantId = tenant.parse()?;
     caller.require_tenant(tenant)?;
-    Ok(Json(ConsumerList {
-        items: consumers::list(&s.ctx, tenant).await?,
-    }))
+    let items = consumers::status(&s.ctx, Some(tenant)).await?;
+    Ok(Json(StatusList { items }))
 }
 
-async fn status(
-    State(s): State<ApiState>,
-    Caller(caller): Caller,
-) -> ApiResult<Json<ConsumerList>> {
+/// Every tenant queue (admin).
+async fn status(State(s): State<ApiState>, Caller(caller): Caller) -> ApiResult<Json<StatusList>> {
     caller.require_admin()?;
-    Ok(Json(ConsumerList {
-        items: consumers::list_all(&s.ctx).await?,
-    }))
+    let items = consumers::status(&s.ctx, None).await?;
+    Ok(Json(StatusList { items }))
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
@@ -40,7 +41,9 @@ pub fn router(state: ApiState) -> Router {
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(29),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(observability::request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(cors(&config.cors_allowed_origins))
         .with_state(state)
 }

@@ -41,3 +41,31 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     metrics::histogram!(m::HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
     resp
 }
+
+/// One span per request with the request id and, read from the path, the tenant and message
+/// ids, so every log line of the request carries them. Headers (tokens) are never recorded.
+pub fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let path = req.uri().path();
+    let after = |key: &str| {
+        let mut segments = path.split('/');
+        segments.by_ref().find(|s| *s == key);
+        segments
+            .next()
+            .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path,
+        request_id,
+        tenant_id = %after("tenants"),
+        message_id = %after("messages"),
+    )
+}

@@ -22,7 +22,7 @@ async fn create_get_list_and_deactivate() {
         .await;
     assert_eq!(consumers.status, StatusCode::OK);
     assert_eq!(consumers.body["items"][0]["queue_name"], "default");
-    assert_eq!(consumers.body["items"][0]["workers"], 3);
+    assert_eq!(consumers.body["items"][0]["config"]["workers"], 3);
 
     let dup = app
         .post(

@@ -5,5 +5,7 @@ mod events;
 mod helpers;
 mod isolation;
 mod kill;
+mod observability;
+mod processes;
 mod retries;
 mod webhook;

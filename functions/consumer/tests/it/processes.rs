@@ -1,0 +1,51 @@
+//! Running the workspace's function binaries as real processes.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+/// The path of a workspace binary, built first if needed (a no-op when it is fresh).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --bin {name} failed");
+    dir.join(name)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a binary with the test database and the given environment.
+pub fn spawn(bin: &str, db_url: &str, env: &[(&str, String)], stdout: Stdio) -> Child {
+    let mut cmd = Command::new(workspace_bin(bin));
+    cmd.env("DATABASE_URL", db_url)
+        .env("LOG_LEVEL", "warn")
+        .env("SERVER_HOST", "127.0.0.1")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .stdout(stdout)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"))
+}
+
+pub async fn wait_http(url: &str) {
+    for _ in 0..300 {
+        if reqwest::get(url).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered");
+}

@@ -1,0 +1,55 @@
+//! Queue depths from the RabbitMQ management HTTP API (also available on Amazon MQ): one
+//! request returns every queue's ready and unacknowledged counts.
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::{QueueRef, parse_work_queue};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: QueueRef,
+    pub ready: u64,
+    pub unacked: u64,
+}
+
+#[derive(Deserialize)]
+struct QueueInfo {
+    name: String,
+    #[serde(default)]
+    messages_ready: u64,
+    #[serde(default)]
+    messages_unacknowledged: u64,
+}
+
+/// Depths of every tenant work queue. `management_url` may carry credentials
+/// (`http://user:pass@host:15672`).
+pub async fn queue_depths(
+    client: &reqwest::Client,
+    management_url: &str,
+) -> anyhow::Result<Vec<QueueDepth>> {
+    let mut url = Url::parse(management_url)?;
+    let (user, pass) = (
+        url.username().to_string(),
+        url.password().map(str::to_string),
+    );
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_path("/api/queues");
+    url.set_query(Some("columns=name,messages_ready,messages_unacknowledged"));
+    let mut req = client.get(url);
+    if !user.is_empty() {
+        req = req.basic_auth(user, pass);
+    }
+    let queues: Vec<QueueInfo> = req.send().await?.error_for_status()?.json().await?;
+    Ok(queues
+        .into_iter()
+        .filter_map(|q| {
+            Some(QueueDepth {
+                queue: parse_work_queue(&q.name)?,
+                ready: q.messages_ready,
+                unacked: q.messages_unacknowledged,
+            })
+        })
+        .collect())
+}
