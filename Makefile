@@ -1,5 +1,5 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+.PHONY: monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
@@ -35,6 +35,9 @@ fmt:
 token: ## Print an admin JWT for local use (TENANT=<id> for a tenant token)
 	@if [ -n "$(TENANT)" ]; then cargo run -q -p api -- token --tenant $(TENANT); \
 	else cargo run -q -p api -- token --admin; fi
+
+monitoring-check: ## Prometheus (Debian's) against the running system: targets up, rules load, dashboard queries return data
+	scripts/monitoring-check.sh
 
 services: ## Start PostgreSQL and RabbitMQ if they are not running
 	scripts/services.sh

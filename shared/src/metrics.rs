@@ -295,7 +295,16 @@ pub async fn record_queue_gauges(ctx: &AppContext) -> crate::Result<()> {
         let labels = tq(&c.tenant_id, &c.queue_name);
         metrics::gauge!(QUEUE_OLDEST_AGE, &labels).set(ages.get(&key).copied().unwrap_or(0.0));
     }
-    for d in depths {
+    // The broker may hold queues of tenants this database does not know (another deployment
+    // or environment on the same vhost); only ours are exported.
+    let ours: std::collections::HashSet<_> = configs
+        .iter()
+        .map(|c| (c.tenant_id, c.queue_name.as_str()))
+        .collect();
+    for d in depths
+        .iter()
+        .filter(|d| ours.contains(&(d.queue.tenant_id, d.queue.queue_name.as_str())))
+    {
         let labels = tq(&d.queue.tenant_id, d.queue.queue_name.as_str());
         metrics::gauge!(QUEUE_READY, &labels).set(d.ready as f64);
         metrics::gauge!(QUEUE_UNACKED, &labels).set(d.unacked as f64);

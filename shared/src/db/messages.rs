@@ -94,8 +94,12 @@ pub async fn mark_queued(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
+            // Rows a consumer holds are skipped (it moves them on itself), so publishing never
+            // waits on, or deadlocks with, a consumer claiming the same messages.
             "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
-             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
+             WHERE id IN (SELECT id FROM messages
+                          WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'
+                          ORDER BY id FOR UPDATE SKIP LOCKED)",
         )
         .await?;
     Ok(client.execute(&stmt, &[&tenant.0, &ids]).await?)
@@ -281,7 +285,9 @@ pub async fn claim(
             "UPDATE messages SET status = 'processing', attempts = attempts + 1,
                  total_attempts = total_attempts + 1,
                  locked_until = now() + make_interval(secs => $4), updated_at = now()
-             WHERE tenant_id = $1 AND queue_name = $2 AND id = ANY($3)
+             WHERE id IN (SELECT id FROM messages WHERE tenant_id = $1 AND id = ANY($3)
+                          ORDER BY id FOR UPDATE)  -- one lock order for every writer
+               AND tenant_id = $1 AND queue_name = $2
                AND (status IN ('pending', 'queued')
                     OR (status = 'retrying' AND next_attempt_at <= now() + interval '1 second')
                     OR (status = 'processing' AND locked_until < now()))

@@ -422,10 +422,9 @@ async fn a_lambda_invocation_writes_an_emf_document_to_stdout() {
     let mut documents: Vec<Value> = Vec::new();
     let collect = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(doc) = serde_json::from_str::<Value>(&line) {
-                if doc.get("_aws").is_some() {
-                    documents.push(doc);
-                }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(doc) if doc.get("_aws").is_some() => documents.push(doc),
+                _ => {}
             }
         }
     };
