@@ -85,3 +85,27 @@ async fn a_message_delivered_twice_completes_once() {
     )
     .await;
 }
+
+/// Publishing marks messages queued while the consumer claims the very same rows; the two must
+/// never deadlock or fail each other.
+#[tokio::test]
+async fn publishing_while_the_consumer_claims_the_same_messages_never_fails() {
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    crate::helpers::configure(&ctx, t, "race", 10, 0, 100, None).await;
+    let source = crate::helpers::start_event_source(&ctx, Arc::new(FailTimes::default()), vec![t]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.extend(crate::helpers::publish_many(&ctx, t, "race", 100).await);
+    }
+    wait_all(
+        &ctx,
+        t,
+        &ids,
+        MessageStatus::Completed,
+        Duration::from_secs(60),
+    )
+    .await;
+    source.stop().await;
+}

@@ -479,3 +479,76 @@ async fn a_lambda_invocation_writes_an_emf_document_to_stdout() {
     let m = crate::helpers::message(&ctx, t, id).await;
     assert_eq!(m.status, shared::domain::MessageStatus::Completed);
 }
+
+#[tokio::test]
+async fn api_logs_are_json_lines_with_request_and_tenant_ids_and_never_the_token() {
+    let config = crate::helpers::config();
+    shared::testkit::prepare_database(&config).await;
+    let port = free_port();
+    let env = [
+        ("SERVER_PORT", port.to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+        ("LOG_LEVEL", "info".to_string()),
+        ("RELAY_ENABLED", "false".to_string()),
+    ];
+    let mut api = spawn("api", &config.database_url, &env, Stdio::piped());
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{base}/health")).await;
+    let admin = Authenticator::hs256(&config.jwt_secret)
+        .mint(&Claims::admin("test", 600))
+        .unwrap();
+    let http = reqwest::Client::new();
+    let tenant: Value = http
+        .post(format!("{base}/api/v1/tenants"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": shared::testkit::unique("logs")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_string();
+    let resp = http
+        .put(format!("{base}/api/v1/tenants/{tenant}/consumers/q/config"))
+        .bearer_auth(&admin)
+        .header("x-request-id", "req-log-test")
+        .json(&json!({"workers": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("x-request-id").unwrap(),
+        "req-log-test",
+        "request id echoed"
+    );
+    api.kill().await.ok();
+
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut api.stdout.take().unwrap(), &mut out)
+        .await
+        .unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let ours: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-log-test")
+        .collect();
+    assert!(ours.len() >= 2, "the request's lines carry its id: {out}");
+    for line in &ours {
+        assert!(line["timestamp"].is_string() && line["level"].is_string());
+        assert_eq!(line["span"]["tenant_id"], tenant.as_str());
+    }
+    assert!(
+        ours.iter()
+            .any(|l| l["message"] == "consumer config changed")
+    );
+    assert!(
+        ours.iter().any(|l| l["status"] == 200),
+        "the response is logged with its status"
+    );
+    assert!(!out.contains(&admin), "the token never appears in the logs");
+    assert!(!out.contains(&config.jwt_secret), "nor the secret");
+}
