@@ -1,5 +1,5 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+.PHONY: bench bench-quick monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
@@ -38,6 +38,16 @@ token: ## Print an admin JWT for local use (TENANT=<id> for a tenant token)
 
 monitoring-check: ## Prometheus (Debian's) against the running system: targets up, rules load, dashboard queries return data
 	scripts/monitoring-check.sh
+
+bench: ## Benchmarks against the raw baseline (release builds, a few minutes); writes docs/BENCHMARKS.md
+	scripts/services.sh
+	cargo build --release --bins
+	target/release/bench
+
+bench-quick: ## A short smoke run of the benchmarks
+	scripts/services.sh
+	cargo build --release --bins
+	target/release/bench --quick
 
 services: ## Start PostgreSQL and RabbitMQ if they are not running
 	scripts/services.sh

@@ -39,4 +39,20 @@ impl AppContext {
                 .build()?,
         })
     }
+
+    /// Opens the database and broker connections now (Lambda's init phase), so the first
+    /// invocation does not pay for them. Failures are logged; both reconnect on demand.
+    pub async fn warm_up(&self) {
+        let timeout = std::time::Duration::from_secs(3);
+        let (db, broker) = tokio::join!(
+            tokio::time::timeout(timeout, self.db.get()),
+            tokio::time::timeout(timeout, self.broker.connection()),
+        );
+        if !matches!(db, Ok(Ok(_))) {
+            tracing::warn!("database not reachable at start-up; will retry on demand");
+        }
+        if !matches!(broker, Ok(Ok(_))) {
+            tracing::warn!("broker not reachable at start-up; will retry on demand");
+        }
+    }
 }

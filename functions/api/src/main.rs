@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
         let emf = shared::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "api-lambda")?;
+        ctx.warm_up().await;
         return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)))
             .await
             .map_err(|e| anyhow::anyhow!(e));

@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
         let emf = shared::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "consumer-lambda")?;
+        ctx.warm_up().await;
         let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
         return shared::metrics::emf_lambda::handler::run(
             emf,

@@ -1,0 +1,98 @@
+//! `make bench`: runs every scenario against this machine's PostgreSQL and RabbitMQ with the
+//! release binaries, prints the tables, and writes docs/benchmarks.json and the results part of
+//! docs/BENCHMARKS.md. `--quick` shortens every phase (a smoke run).
+
+use std::path::PathBuf;
+
+use bench::{
+    report::{Machine, Report, splice},
+    scenarios::{self, Bench},
+    startup,
+};
+use shared::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let out = PathBuf::from(std::env::var("BENCH_OUT").unwrap_or_else(|_| "docs".into()));
+    let mut config = Config::from_env()?;
+    if std::env::var("DATABASE_URL").is_err() {
+        config.database_url = "postgres://postgres@127.0.0.1:5432/msgsvc_bench".into();
+    }
+    shared::telemetry::init(&config);
+
+    let mut b = Bench::start(config.clone(), quick).await?;
+    let machine = machine(&b).await;
+    eprintln!("single publish: API against the raw baseline");
+    let publish = scenarios::publish_curve(&mut b, &[1, 4, 16, 64]).await?;
+    let peak = publish.iter().map(|p| p.api.throughput).fold(0.0, f64::max);
+    eprintln!("half-peak latency at {:.0}/s", peak / 2.0);
+    let half_peak = scenarios::publish_at_rate(&mut b, peak / 2.0).await?;
+    eprintln!("batch publish");
+    let batch_100 = scenarios::batch(&mut b, 100).await?;
+    let batch_1000 = scenarios::batch(&mut b, 1000).await?;
+    let backlog = if quick { 5_000 } else { 50_000 };
+    eprintln!("end to end: draining {backlog}");
+    let drain = scenarios::drain(&mut b, backlog).await?;
+    let steady_rate = 500.0;
+    eprintln!("end to end at {steady_rate}/s");
+    let steady = scenarios::steady(&mut b, steady_rate).await?;
+    eprintln!("noisy neighbour");
+    let neighbours = scenarios::noisy_neighbour(&mut b, if quick { 5_000 } else { 30_000 }).await?;
+    b.finish().await;
+    eprintln!("function start");
+    let mut starts = Vec::new();
+    for binary in ["api", "consumer"] {
+        starts.push(startup::local(binary, &config.database_url).await?);
+        starts.push(startup::lambda(binary, &config.database_url).await?);
+    }
+
+    let mut report = Report { machine, publish, half_peak, batch_100, batch_1000, drain, steady, steady_rate, neighbours, starts, targets: Vec::new() };
+    report.evaluate();
+    let md = report.markdown();
+    println!("{md}");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("benchmarks.json"), serde_json::to_string_pretty(&report)?)?;
+    let doc_path = out.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&doc_path, splice(&doc, &md))?;
+    eprintln!("wrote {} and {}", doc_path.display(), out.join("benchmarks.json").display());
+    Ok(())
+}
+
+async fn machine(b: &Bench) -> Machine {
+    let postgres = match b.ctx.db.get().await {
+        Ok(c) => c
+            .query_one("SHOW server_version", &[])
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let rabbitmq = rabbitmq_version(b).await.unwrap_or_else(|| "unknown".into());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        rustc,
+        postgres,
+        rabbitmq,
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        quick: b.quick,
+    }
+}
+
+/// From the management API's overview.
+async fn rabbitmq_version(b: &Bench) -> Option<String> {
+    let mut url = reqwest::Url::parse(b.ctx.config.rabbitmq_management_url.as_deref()?).ok()?;
+    let (user, pass) = (url.username().to_string(), url.password().map(str::to_string));
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_path("/api/overview");
+    let overview: serde_json::Value =
+        b.ctx.http.get(url).basic_auth(user, pass).send().await.ok()?.json().await.ok()?;
+    overview["rabbitmq_version"].as_str().map(str::to_string)
+}
