@@ -45,7 +45,13 @@ pub async fn completion(pool: &Pool, tenant: TenantId, queue: &str) -> anyhow::R
 }
 
 /// Waits until `expected` messages of the queue completed.
-pub async fn wait_completed(pool: &Pool, tenant: TenantId, queue: &str, expected: usize, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_completed(
+    pool: &Pool,
+    tenant: TenantId,
+    queue: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let client = pool.get().await?;
@@ -59,7 +65,10 @@ pub async fn wait_completed(pool: &Pool, tenant: TenantId, queue: &str, expected
         if n as usize >= expected {
             return Ok(());
         }
-        anyhow::ensure!(start.elapsed() < timeout, "{n} of {expected} completed after {timeout:?}");
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "{n} of {expected} completed after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -25,6 +25,19 @@ async fn main() -> anyhow::Result<()> {
     let machine = machine(&b).await;
     eprintln!("single publish: API against the raw baseline");
     let publish = scenarios::publish_curve(&mut b, &[1, 4, 16, 64]).await?;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("publish") {
+        for p in &publish {
+            println!(
+                "c={} raw={:.0}/s api={:.0}/s ratio={:.0}%",
+                p.concurrency,
+                p.raw.throughput,
+                p.api.throughput,
+                p.ratio * 100.0
+            );
+        }
+        b.finish().await;
+        return Ok(());
+    }
     let peak = publish.iter().map(|p| p.api.throughput).fold(0.0, f64::max);
     eprintln!("half-peak latency at {:.0}/s", peak / 2.0);
     let half_peak = scenarios::publish_at_rate(&mut b, peak / 2.0).await?;
@@ -47,16 +60,35 @@ async fn main() -> anyhow::Result<()> {
         starts.push(startup::lambda(binary, &config.database_url).await?);
     }
 
-    let mut report = Report { machine, publish, half_peak, batch_100, batch_1000, drain, steady, steady_rate, neighbours, starts, targets: Vec::new() };
+    let mut report = Report {
+        machine,
+        publish,
+        half_peak,
+        batch_100,
+        batch_1000,
+        drain,
+        steady,
+        steady_rate,
+        neighbours,
+        starts,
+        targets: Vec::new(),
+    };
     report.evaluate();
     let md = report.markdown();
     println!("{md}");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("benchmarks.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out.join("benchmarks.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let doc_path = out.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&doc_path, splice(&doc, &md))?;
-    eprintln!("wrote {} and {}", doc_path.display(), out.join("benchmarks.json").display());
+    eprintln!(
+        "wrote {} and {}",
+        doc_path.display(),
+        out.join("benchmarks.json").display()
+    );
     Ok(())
 }
 
@@ -69,14 +101,18 @@ async fn machine(b: &Bench) -> Machine {
             .unwrap_or_default(),
         Err(_) => String::new(),
     };
-    let rabbitmq = rabbitmq_version(b).await.unwrap_or_else(|| "unknown".into());
+    let rabbitmq = rabbitmq_version(b)
+        .await
+        .unwrap_or_else(|| "unknown".into());
     let rustc = std::process::Command::new("rustc")
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     Machine {
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         rustc,
         postgres,
         rabbitmq,
@@ -88,11 +124,23 @@ async fn machine(b: &Bench) -> Machine {
 /// From the management API's overview.
 async fn rabbitmq_version(b: &Bench) -> Option<String> {
     let mut url = reqwest::Url::parse(b.ctx.config.rabbitmq_management_url.as_deref()?).ok()?;
-    let (user, pass) = (url.username().to_string(), url.password().map(str::to_string));
+    let (user, pass) = (
+        url.username().to_string(),
+        url.password().map(str::to_string),
+    );
     let _ = url.set_username("");
     let _ = url.set_password(None);
     url.set_path("/api/overview");
-    let overview: serde_json::Value =
-        b.ctx.http.get(url).basic_auth(user, pass).send().await.ok()?.json().await.ok()?;
+    let overview: serde_json::Value = b
+        .ctx
+        .http
+        .get(url)
+        .basic_auth(user, pass)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     overview["rabbitmq_version"].as_str().map(str::to_string)
 }

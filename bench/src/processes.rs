@@ -41,7 +41,9 @@ pub fn spawn(name: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
 
 /// Polls `url` until it answers 2xx; returns how long that took from `since`.
 pub async fn ready(url: &str, since: Instant, timeout: Duration) -> anyhow::Result<Duration> {
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()?;
     while since.elapsed() < timeout {
         if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
@@ -65,5 +67,7 @@ pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
 }
 
 pub fn size_mib(name: &str) -> f64 {
-    std::fs::metadata(bin(name)).map(|m| m.len() as f64 / (1024.0 * 1024.0)).unwrap_or(0.0)
+    std::fs::metadata(bin(name))
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+        .unwrap_or(0.0)
 }

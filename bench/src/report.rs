@@ -45,8 +45,19 @@ pub struct Target {
     pub gap: String,
 }
 
-fn target(what: &str, target: &str, measured: f64, unit: &str, bound: f64, higher_is_better: bool) -> Target {
-    let met = if higher_is_better { measured >= bound } else { measured <= bound };
+fn target(
+    what: &str,
+    target: &str,
+    measured: f64,
+    unit: &str,
+    bound: f64,
+    higher_is_better: bool,
+) -> Target {
+    let met = if higher_is_better {
+        measured >= bound
+    } else {
+        measured <= bound
+    };
     let gap = if met {
         String::new()
     } else if higher_is_better {
@@ -54,15 +65,28 @@ fn target(what: &str, target: &str, measured: f64, unit: &str, bound: f64, highe
     } else {
         format!("{:.1}x over", measured / bound)
     };
-    Target { what: what.into(), target: target.into(), measured: format!("{measured:.1}{unit}"), met, gap }
+    Target {
+        what: what.into(),
+        target: target.into(),
+        measured: format!("{measured:.1}{unit}"),
+        met,
+        gap,
+    }
 }
 
 impl Report {
     pub fn evaluate(&mut self) {
         let mut t = Vec::new();
-        if let Some(peak) = self.publish.iter().max_by(|a, b| a.api.throughput.total_cmp(&b.api.throughput)) {
+        if let Some(peak) = self
+            .publish
+            .iter()
+            .max_by(|a, b| a.api.throughput.total_cmp(&b.api.throughput))
+        {
             t.push(target(
-                &format!("API single publish vs raw baseline (at its peak, concurrency {})", peak.concurrency),
+                &format!(
+                    "API single publish vs raw baseline (at its peak, concurrency {})",
+                    peak.concurrency
+                ),
                 ">= 70%",
                 peak.ratio * 100.0,
                 "%",
@@ -70,18 +94,67 @@ impl Report {
                 true,
             ));
         }
-        t.push(target("API p99 at half the peak rate", "< 20 ms", self.half_peak.p99_ms, " ms", 20.0, false));
+        t.push(target(
+            "API p99 at half the peak rate",
+            "< 20 ms",
+            self.half_peak.p99_ms,
+            " ms",
+            20.0,
+            false,
+        ));
         let batch = self.batch_100.throughput.max(self.batch_1000.throughput);
-        t.push(target("Batch publish", ">= 15,000 msg/s", batch, " msg/s", 15_000.0, true));
-        t.push(target("End to end, draining a backlog", ">= 5,000 msg/s", self.drain.throughput, " msg/s", 5_000.0, true));
+        t.push(target(
+            "Batch publish",
+            ">= 15,000 msg/s",
+            batch,
+            " msg/s",
+            15_000.0,
+            true,
+        ));
+        t.push(target(
+            "End to end, draining a backlog",
+            ">= 5,000 msg/s",
+            self.drain.throughput,
+            " msg/s",
+            5_000.0,
+            true,
+        ));
         let ratio = self.neighbours.flooded.p99_ms / self.neighbours.alone.p99_ms.max(1e-9);
-        t.push(target("Noisy neighbour: B's p99 flooded / alone", "<= 2x", ratio, "x", 2.0, false));
+        t.push(target(
+            "Noisy neighbour: B's p99 flooded / alone",
+            "<= 2x",
+            ratio,
+            "x",
+            2.0,
+            false,
+        ));
         for s in &self.starts {
-            t.push(target(&format!("{} start to ready ({})", s.binary, s.mode), "< 50 ms", s.ready_ms, " ms", 50.0, false));
+            t.push(target(
+                &format!("{} start to ready ({})", s.binary, s.mode),
+                "< 50 ms",
+                s.ready_ms,
+                " ms",
+                50.0,
+                false,
+            ));
         }
         for s in self.starts.iter().filter(|s| s.mode == "lambda") {
-            t.push(target(&format!("{} idle RSS", s.binary), "< 30 MB", s.idle_rss_mib, " MiB", 30.0, false));
-            t.push(target(&format!("{} stripped binary", s.binary), "< 10 MB", s.size_mib, " MiB", 10.0, false));
+            t.push(target(
+                &format!("{} idle RSS", s.binary),
+                "< 30 MB",
+                s.idle_rss_mib,
+                " MiB",
+                30.0,
+                false,
+            ));
+            t.push(target(
+                &format!("{} stripped binary", s.binary),
+                "< 10 MB",
+                s.size_mib,
+                " MiB",
+                10.0,
+                false,
+            ));
         }
         self.targets = t;
     }
@@ -89,40 +162,115 @@ impl Report {
     pub fn markdown(&self) -> String {
         let m = &self.machine;
         let mut out = String::new();
-        let _ = writeln!(out, "Run on {} with {} cores; {}; PostgreSQL {}; RabbitMQ {}{}.\n", m.date, m.cores, m.rustc, m.postgres, m.rabbitmq, if m.quick { " (quick run: short phases)" } else { "" });
-        let _ = writeln!(out, "### Targets\n\n| what | target | measured | met |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "Run on {} with {} cores; {}; PostgreSQL {}; RabbitMQ {}{}.\n",
+            m.date,
+            m.cores,
+            m.rustc,
+            m.postgres,
+            m.rabbitmq,
+            if m.quick {
+                " (quick run: short phases)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "### Targets\n\n| what | target | measured | met |\n|---|---|---|---|"
+        );
         for t in &self.targets {
-            let verdict = if t.met { "yes".to_string() } else { format!("**no**, {}", t.gap) };
-            let _ = writeln!(out, "| {} | {} | {} | {} |", t.what, t.target, t.measured, verdict);
+            let verdict = if t.met {
+                "yes".to_string()
+            } else {
+                format!("**no**, {}", t.gap)
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                t.what, t.target, t.measured, verdict
+            );
         }
-        let _ = writeln!(out, "\n### Single publish: API against the raw baseline (INSERT + confirmed persistent publish)\n");
-        let _ = writeln!(out, "| concurrency | raw msg/s | raw p50 / p95 / p99 ms | API msg/s | API p50 / p95 / p99 ms | API / raw |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n### Single publish: API against the raw baseline (INSERT + confirmed persistent publish)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| concurrency | raw msg/s | raw p50 / p95 / p99 ms | API msg/s | API p50 / p95 / p99 ms | API / raw |\n|---|---|---|---|---|---|"
+        );
         for p in &self.publish {
             let _ = writeln!(
                 out,
                 "| {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0} | {:.2} / {:.2} / {:.2} | {:.0}% |",
-                p.concurrency, p.raw.throughput, p.raw.p50_ms, p.raw.p95_ms, p.raw.p99_ms,
-                p.api.throughput, p.api.p50_ms, p.api.p95_ms, p.api.p99_ms, p.ratio * 100.0
+                p.concurrency,
+                p.raw.throughput,
+                p.raw.p50_ms,
+                p.raw.p95_ms,
+                p.raw.p99_ms,
+                p.api.throughput,
+                p.api.p50_ms,
+                p.api.p95_ms,
+                p.api.p99_ms,
+                p.ratio * 100.0
             );
         }
-        let _ = writeln!(out, "\n### Other scenarios\n\n| scenario | messages | msg/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n### Other scenarios\n\n| scenario | messages | msg/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|"
+        );
         let rows: [(&str, &Summary); 6] = [
-            ("API single publish at half the peak rate (open loop)", &self.half_peak),
-            ("batch publish, 100 per request (latency per request)", &self.batch_100),
-            ("batch publish, 1000 per request (latency per request)", &self.batch_1000),
-            ("end to end, draining a backlog (latency includes the wait before the drain)", &self.drain),
+            (
+                "API single publish at half the peak rate (open loop)",
+                &self.half_peak,
+            ),
+            (
+                "batch publish, 100 per request (latency per request)",
+                &self.batch_100,
+            ),
+            (
+                "batch publish, 1000 per request (latency per request)",
+                &self.batch_1000,
+            ),
+            (
+                "end to end, draining a backlog (latency includes the wait before the drain)",
+                &self.drain,
+            ),
             ("end to end at a steady rate", &self.steady),
-            ("noisy neighbour: B alone (end to end)", &self.neighbours.alone),
+            (
+                "noisy neighbour: B alone (end to end)",
+                &self.neighbours.alone,
+            ),
         ];
         for (name, s) in rows {
-            let _ = writeln!(out, "| {name} | {} | {:.0} | {:.1} | {:.1} | {:.1} |", s.count, s.throughput, s.p50_ms, s.p95_ms, s.p99_ms);
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                s.count, s.throughput, s.p50_ms, s.p95_ms, s.p99_ms
+            );
         }
         let f = &self.neighbours.flooded;
-        let _ = writeln!(out, "| noisy neighbour: B while A floods {} messages | {} | {:.0} | {:.1} | {:.1} | {:.1} |", self.neighbours.flood_messages, f.count, f.throughput, f.p50_ms, f.p95_ms, f.p99_ms);
-        let _ = writeln!(out, "\nThe steady rate was {:.0} msg/s.\n", self.steady_rate);
-        let _ = writeln!(out, "### Function start\n\n| binary | mode | start to ready ms | idle RSS MiB | peak RSS MiB | stripped size MiB |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| noisy neighbour: B while A floods {} messages | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+            self.neighbours.flood_messages, f.count, f.throughput, f.p50_ms, f.p95_ms, f.p99_ms
+        );
+        let _ = writeln!(
+            out,
+            "\nThe steady rate was {:.0} msg/s.\n",
+            self.steady_rate
+        );
+        let _ = writeln!(
+            out,
+            "### Function start\n\n| binary | mode | start to ready ms | idle RSS MiB | peak RSS MiB | stripped size MiB |\n|---|---|---|---|---|---|"
+        );
         for s in &self.starts {
-            let _ = writeln!(out, "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |", s.binary, s.mode, s.ready_ms, s.idle_rss_mib, s.peak_rss_mib, s.size_mib);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                s.binary, s.mode, s.ready_ms, s.idle_rss_mib, s.peak_rss_mib, s.size_mib
+            );
         }
         out
     }
@@ -145,13 +293,21 @@ mod tests {
     #[test]
     fn splice_keeps_the_rest() {
         let doc = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nnotes\n";
-        assert_eq!(splice(doc, "new"), "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nnotes\n");
-        assert!(splice("intro\n", "new").contains("<!-- results:start -->\nnew\n<!-- results:end -->"));
+        assert_eq!(
+            splice(doc, "new"),
+            "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nnotes\n"
+        );
+        assert!(
+            splice("intro\n", "new").contains("<!-- results:start -->\nnew\n<!-- results:end -->")
+        );
     }
 
     #[test]
     fn verdicts_say_how_far_off() {
-        assert_eq!(target("x", "", 7_500.0, "", 15_000.0, true).gap, "50% short");
+        assert_eq!(
+            target("x", "", 7_500.0, "", 15_000.0, true).gap,
+            "50% short"
+        );
         assert_eq!(target("x", "", 40.0, "", 20.0, false).gap, "2.0x over");
         assert!(target("x", "", 10.0, "", 20.0, false).met);
     }

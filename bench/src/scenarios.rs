@@ -47,18 +47,42 @@ impl Bench {
             ],
         )?;
         let api = format!("http://127.0.0.1:{port}");
-        processes::ready(&format!("{api}/health"), Instant::now(), Duration::from_secs(30)).await?;
+        processes::ready(
+            &format!("{api}/health"),
+            Instant::now(),
+            Duration::from_secs(30),
+        )
+        .await?;
         let admin = Authenticator::hs256(&config.jwt_secret).mint(&Claims::admin("bench", 3600))?;
         let ctx = AppContext::new(config, "bench")?;
-        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        Ok(Self { ctx, http, api, admin, quick, api_process, queues: Vec::new() })
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Self {
+            ctx,
+            http,
+            api,
+            admin,
+            quick,
+            api_process,
+            queues: Vec::new(),
+        })
     }
 
     fn secs(&self, full: f64) -> Duration {
-        Duration::from_secs_f64(if self.quick { (full / 4.0).max(0.5) } else { full })
+        Duration::from_secs_f64(if self.quick {
+            (full / 4.0).max(0.5)
+        } else {
+            full
+        })
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
         let resp = self
             .http
             .request(method, format!("{}{path}", self.api))
@@ -73,7 +97,13 @@ impl Bench {
     /// A fresh tenant whose `queue` has `workers` workers.
     pub async fn tenant(&mut self, queue: &str, workers: u32) -> anyhow::Result<TenantId> {
         let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        let t = self.call(reqwest::Method::POST, "/api/v1/tenants", &json!({ "name": name })).await?;
+        let t = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/tenants",
+                &json!({ "name": name }),
+            )
+            .await?;
         let tenant: TenantId = t["id"].as_str().unwrap_or_default().parse()?;
         self.call(
             reqwest::Method::PUT,
@@ -81,7 +111,8 @@ impl Bench {
             &json!({ "workers": workers }),
         )
         .await?;
-        self.queues.push(QueueRef::new(tenant, QueueName::parse(queue)?));
+        self.queues
+            .push(QueueRef::new(tenant, QueueName::parse(queue)?));
         Ok(tenant)
     }
 
@@ -130,21 +161,34 @@ pub struct Point {
 /// Single publishes through the API against the raw baseline, at each concurrency.
 pub async fn publish_curve(b: &mut Bench, levels: &[usize]) -> anyhow::Result<Vec<Point>> {
     let tenant = b.tenant("bench", 1).await?;
-    let raw_queue = QueueRef::new(tenant, QueueName::parse("raw")?);
+    // The baseline's rows belong to a tenant of their own, stored as `queued` (where the API's
+    // end up), so the outbox relay leaves them alone.
+    let raw_tenant = b.tenant("raw", 1).await?;
+    let raw_queue = QueueRef::new(raw_tenant, QueueName::parse("raw")?);
     b.ctx.broker.ensure_queue(&raw_queue).await?;
     b.queues.push(raw_queue.clone());
     let mut points = Vec::new();
     for &c in levels {
-        let raw = raw_op(b, tenant, &raw_queue, c).await?;
+        let raw = raw_op(b, raw_tenant, &raw_queue, c).await?;
         let api = api_op(b, tenant, c).await?;
-        points.push(Point { concurrency: c, ratio: api.throughput / raw.throughput.max(1e-9), raw, api });
+        points.push(Point {
+            concurrency: c,
+            ratio: api.throughput / raw.throughput.max(1e-9),
+            raw,
+            api,
+        });
     }
     Ok(points)
 }
 
 /// The same work without the service: INSERT the message row, publish it persistently and
 /// wait for the confirm.
-async fn raw_op(b: &Bench, tenant: TenantId, queue: &QueueRef, concurrency: usize) -> anyhow::Result<Summary> {
+async fn raw_op(
+    b: &Bench,
+    tenant: TenantId,
+    queue: &QueueRef,
+    concurrency: usize,
+) -> anyhow::Result<Summary> {
     let (pool, broker) = (b.ctx.db.clone(), b.ctx.broker.clone());
     let name = Arc::new(shared::broker::work_queue(queue));
     let run = load::closed_loop(concurrency, b.secs(4.0), move || {
@@ -156,7 +200,7 @@ async fn raw_op(b: &Bench, tenant: TenantId, queue: &QueueRef, concurrency: usiz
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status)
-                     VALUES ($1, $2, 'raw', $3, '{}', 'pending')",
+                     VALUES ($1, $2, 'raw', $3, '{}', 'queued')",
                 )
                 .await?;
             client.execute(&stmt, &[&id, &tenant.0, &body]).await?;
@@ -169,7 +213,10 @@ async fn raw_op(b: &Bench, tenant: TenantId, queue: &QueueRef, concurrency: usiz
                 headers: Default::default(),
                 expiration_ms: None,
             };
-            broker.publish_confirmed(std::slice::from_ref(&out)).await.remove(0)?;
+            broker
+                .publish_confirmed(std::slice::from_ref(&out))
+                .await
+                .remove(0)?;
             Ok(1)
         }
     })
@@ -178,14 +225,26 @@ async fn raw_op(b: &Bench, tenant: TenantId, queue: &QueueRef, concurrency: usiz
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
-fn publish_fn(b: &Bench, tenant: TenantId) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static {
-    let (http, url, token) = (b.http.clone(), format!("{}/api/v1/tenants/{tenant}/messages", b.api), b.admin.clone());
+fn publish_fn(
+    b: &Bench,
+    tenant: TenantId,
+) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static
+{
+    let (http, url, token) = (
+        b.http.clone(),
+        format!("{}/api/v1/tenants/{tenant}/messages", b.api),
+        b.admin.clone(),
+    );
     let body = json!({ "queue_name": "bench", "message_body": { "n": 1 } });
     move || {
         let req = http.post(&url).bearer_auth(&token).json(&body);
         Box::pin(async move {
             let resp = req.send().await?;
-            anyhow::ensure!(resp.status() == reqwest::StatusCode::ACCEPTED, "publish: {}", resp.status());
+            anyhow::ensure!(
+                resp.status() == reqwest::StatusCode::ACCEPTED,
+                "publish: {}",
+                resp.status()
+            );
             Ok(1)
         })
     }
@@ -208,9 +267,15 @@ pub async fn publish_at_rate(b: &mut Bench, rate: f64) -> anyhow::Result<Summary
 /// Batch publishes of `size` messages from 4 clients; throughput counts messages.
 pub async fn batch(b: &mut Bench, size: usize) -> anyhow::Result<Summary> {
     let tenant = b.tenant("bench", 1).await?;
-    let messages: Vec<Value> = (0..size).map(|i| json!({ "queue_name": "bench", "message_body": { "n": i } })).collect();
+    let messages: Vec<Value> = (0..size)
+        .map(|i| json!({ "queue_name": "bench", "message_body": { "n": i } }))
+        .collect();
     let body = Arc::new(serde_json::to_vec(&json!({ "messages": messages }))?);
-    let (http, url, token) = (b.http.clone(), format!("{}/api/v1/tenants/{tenant}/messages/batch", b.api), b.admin.clone());
+    let (http, url, token) = (
+        b.http.clone(),
+        format!("{}/api/v1/tenants/{tenant}/messages/batch", b.api),
+        b.admin.clone(),
+    );
     let run = load::closed_loop(4, b.secs(5.0), move || {
         let req = http
             .post(&url)
@@ -238,7 +303,12 @@ pub async fn drain(b: &mut Bench, n: usize) -> anyhow::Result<Summary> {
     e2e::wait_completed(&b.ctx.db, tenant, "drain", n, Duration::from_secs(600)).await?;
     let _ = consumer.kill().await;
     let c = e2e::completion(&b.ctx.db, tenant, "drain").await?;
-    anyhow::ensure!(c.completed == n && c.total == n, "drained {} of {n} ({} stored)", c.completed, c.total);
+    anyhow::ensure!(
+        c.completed == n && c.total == n,
+        "drained {} of {n} ({} stored)",
+        c.completed,
+        c.total
+    );
     // Latency here includes the time spent queued before the consumer started, so report the
     // drain rate with the processing-side span.
     Ok(summarize(c.latencies, c.completed, c.span))
@@ -249,9 +319,15 @@ async fn preload(b: &Bench, tenant: TenantId, queue: &str, n: usize) -> anyhow::
     let mut left = n;
     while left > 0 {
         let size = left.min(chunk);
-        let messages: Vec<Value> = (0..size).map(|i| json!({ "queue_name": queue, "message_body": { "n": i } })).collect();
+        let messages: Vec<Value> = (0..size)
+            .map(|i| json!({ "queue_name": queue, "message_body": { "n": i } }))
+            .collect();
         let r = b
-            .call(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/messages/batch"), &json!({ "messages": messages }))
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/tenants/{tenant}/messages/batch"),
+                &json!({ "messages": messages }),
+            )
             .await?;
         anyhow::ensure!(r["accepted"].as_u64() == Some(size as u64), "preload: {r}");
         left -= size;
@@ -266,19 +342,38 @@ pub async fn steady(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let run = load::open_loop(rate, b.secs(5.0), queue_publish_fn(b, tenant, "steady")).await;
     anyhow::ensure!(run.errors == 0, "steady: {} publish errors", run.errors);
-    e2e::wait_completed(&b.ctx.db, tenant, "steady", run.items, Duration::from_secs(120)).await?;
+    e2e::wait_completed(
+        &b.ctx.db,
+        tenant,
+        "steady",
+        run.items,
+        Duration::from_secs(120),
+    )
+    .await?;
     let _ = consumer.kill().await;
     let c = e2e::completion(&b.ctx.db, tenant, "steady").await?;
     Ok(summarize(c.latencies, c.completed, run.wall))
 }
 
-fn queue_publish_fn(b: &Bench, tenant: TenantId, queue: &str) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static {
-    let (http, url, token) = (b.http.clone(), format!("{}/api/v1/tenants/{tenant}/messages", b.api), b.admin.clone());
+fn queue_publish_fn(
+    b: &Bench,
+    tenant: TenantId,
+    queue: &str,
+) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static
+{
+    let (http, url, token) = (
+        b.http.clone(),
+        format!("{}/api/v1/tenants/{tenant}/messages", b.api),
+        b.admin.clone(),
+    );
     let body = json!({ "queue_name": queue, "message_body": { "n": 1 } });
     move || {
         let req = http.post(&url).bearer_auth(&token).json(&body);
         Box::pin(async move {
-            anyhow::ensure!(req.send().await?.status() == reqwest::StatusCode::ACCEPTED, "publish failed");
+            anyhow::ensure!(
+                req.send().await?.status() == reqwest::StatusCode::ACCEPTED,
+                "publish failed"
+            );
             Ok(1)
         })
     }
@@ -300,25 +395,50 @@ pub async fn noisy_neighbour(b: &mut Bench, flood: usize) -> anyhow::Result<Neig
     let rate = 50.0;
 
     let alone_run = load::open_loop(rate, b.secs(4.0), queue_publish_fn(b, quiet, "quiet")).await;
-    e2e::wait_completed(&b.ctx.db, quiet, "quiet", alone_run.items, Duration::from_secs(60)).await?;
+    e2e::wait_completed(
+        &b.ctx.db,
+        quiet,
+        "quiet",
+        alone_run.items,
+        Duration::from_secs(60),
+    )
+    .await?;
     let alone = e2e::completion(&b.ctx.db, quiet, "quiet").await?;
 
     // The flood is published in the background while B keeps its pace.
     let flooder = {
-        let (http, url, token) = (b.http.clone(), format!("{}/api/v1/tenants/{noisy}/messages/batch", b.api), b.admin.clone());
+        let (http, url, token) = (
+            b.http.clone(),
+            format!("{}/api/v1/tenants/{noisy}/messages/batch", b.api),
+            b.admin.clone(),
+        );
         tokio::spawn(async move {
             let mut left = flood;
             while left > 0 {
                 let size = left.min(1000);
-                let messages: Vec<Value> = (0..size).map(|i| json!({ "queue_name": "noisy", "message_body": { "n": i } })).collect();
-                let _ = http.post(&url).bearer_auth(&token).json(&json!({ "messages": messages })).send().await;
+                let messages: Vec<Value> = (0..size)
+                    .map(|i| json!({ "queue_name": "noisy", "message_body": { "n": i } }))
+                    .collect();
+                let _ = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "messages": messages }))
+                    .send()
+                    .await;
                 left -= size;
             }
         })
     };
     let during = load::open_loop(rate, b.secs(4.0), queue_publish_fn(b, quiet, "quiet")).await;
     let _ = flooder.await;
-    e2e::wait_completed(&b.ctx.db, quiet, "quiet", alone_run.items + during.items, Duration::from_secs(120)).await?;
+    e2e::wait_completed(
+        &b.ctx.db,
+        quiet,
+        "quiet",
+        alone_run.items + during.items,
+        Duration::from_secs(120),
+    )
+    .await?;
     let all = e2e::completion(&b.ctx.db, quiet, "quiet").await?;
     let _ = consumer.kill().await;
     // The flooded phase's latencies are those not in the alone phase: take the newest ones.

@@ -49,7 +49,10 @@ pub async fn local(binary: &str, database_url: &str) -> anyhow::Result<Start> {
     let port = free_port();
     let (port_var, url) = match binary {
         "api" => ("SERVER_PORT", format!("http://127.0.0.1:{port}/health")),
-        _ => ("CONSUMER_METRICS_PORT", format!("http://127.0.0.1:{port}/metrics")),
+        _ => (
+            "CONSUMER_METRICS_PORT",
+            format!("http://127.0.0.1:{port}/metrics"),
+        ),
     };
     let env = vec![
         ("DATABASE_URL", database_url.to_string()),

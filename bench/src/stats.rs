@@ -28,7 +28,11 @@ pub fn summarize(mut samples: Vec<Duration>, items: usize, wall: Duration) -> Su
     samples.sort();
     Summary {
         count: items,
-        throughput: if wall.is_zero() { 0.0 } else { items as f64 / wall.as_secs_f64() },
+        throughput: if wall.is_zero() {
+            0.0
+        } else {
+            items as f64 / wall.as_secs_f64()
+        },
         p50_ms: percentile(&samples, 50.0),
         p95_ms: percentile(&samples, 95.0),
         p99_ms: percentile(&samples, 99.0),
@@ -44,7 +48,10 @@ mod tests {
     fn percentiles_by_nearest_rank() {
         let samples: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
         let s = summarize(samples, 100, Duration::from_secs(2));
-        assert_eq!((s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms),
+            (50.0, 95.0, 99.0, 100.0)
+        );
         assert_eq!(s.throughput, 50.0);
         assert_eq!(summarize(vec![], 0, Duration::ZERO), Summary::default());
     }

@@ -10,10 +10,11 @@ use shared::{domain::TenantName, testkit};
 async fn completion_counts_exactly_and_reads_real_timestamps() {
     let config = testkit::test_config();
     let ctx = testkit::context(config, "bench-test").await;
-    let tenant = shared::tenants::create(&ctx, &TenantName::parse(&testkit::unique("bench")).unwrap())
-        .await
-        .unwrap()
-        .id;
+    let tenant =
+        shared::tenants::create(&ctx, &TenantName::parse(&testkit::unique("bench")).unwrap())
+            .await
+            .unwrap()
+            .id;
     let client = ctx.db.get().await.unwrap();
     // 10 messages, 7 completed with latencies of exactly 100, 200, ... 700 ms.
     for i in 0..10i64 {
@@ -52,6 +53,9 @@ async fn a_short_drain_completes_every_message_it_published() {
     let s = bench::scenarios::drain(&mut b, n).await.unwrap();
     b.finish().await;
     assert_eq!(s.count, n, "every published message counted once");
-    assert!(s.p50_ms > 0.0 && s.p99_ms >= s.p50_ms && s.p99_ms < 120_000.0, "{s:?}");
+    assert!(
+        s.p50_ms > 0.0 && s.p99_ms >= s.p50_ms && s.p99_ms < 120_000.0,
+        "{s:?}"
+    );
     assert!(s.throughput > 0.0);
 }

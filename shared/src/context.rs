@@ -21,6 +21,7 @@ pub struct AppContext {
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
     /// For the RabbitMQ management API.
     pub http: reqwest::Client,
+    queued_marker: Arc<std::sync::OnceLock<crate::queued_marker::QueuedMarker>>,
 }
 
 impl AppContext {
@@ -34,10 +35,17 @@ impl AppContext {
             db,
             broker,
             known_queues: Arc::default(),
+            queued_marker: Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))
                 .build()?,
         })
+    }
+
+    /// The group-commit marker for `pending -> queued`, started on first use.
+    pub fn queued_marker(&self) -> &crate::queued_marker::QueuedMarker {
+        self.queued_marker
+            .get_or_init(|| crate::queued_marker::QueuedMarker::start(self.db.clone()))
     }
 
     /// Opens the database and broker connections now (Lambda's init phase), so the first

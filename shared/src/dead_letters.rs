@@ -51,7 +51,7 @@ pub async fn redrive(
         let refs: Vec<_> = batch.iter().collect();
         let confirmed = publish_to_broker(ctx, tenant, &refs).await;
         crate::messages::count_published(tenant, &refs, &confirmed);
-        db::messages::mark_queued(&ctx.db, tenant, &confirmed).await?;
+        ctx.queued_marker().mark(tenant, &confirmed).await?;
         report.redriven += batch.len();
         report.queued += confirmed.len();
         if (batch.len() as i64) < CHUNK {

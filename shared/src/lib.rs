@@ -14,6 +14,7 @@ pub mod error;
 pub mod messages;
 pub mod metrics;
 pub mod processing;
+pub mod queued_marker;
 pub mod relay;
 pub mod telemetry;
 pub mod tenants;

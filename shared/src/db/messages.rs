@@ -38,8 +38,9 @@ pub(crate) fn from_row(row: &Row) -> Message {
     }
 }
 
-/// Inserts the messages as `pending` in one statement. Messages whose idempotency key the tenant
-/// already used are not inserted; their ids are absent from the returned list.
+/// Inserts the messages as `pending` in one statement, only while the tenant is active.
+/// Messages whose idempotency key the tenant already used are not inserted; their ids are
+/// absent from the returned list (as are all of them for an inactive or unknown tenant).
 pub async fn insert_pending(
     client: &impl GenericClient,
     tenant: TenantId,
@@ -62,6 +63,7 @@ pub async fn insert_pending(
              SELECT m.id, $1, m.queue_name, m.body, m.headers, 'pending', m.key
              FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[])
                   AS m(id, queue_name, body, headers, key)
+             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status = 'active')
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING id",
         )
@@ -85,24 +87,29 @@ pub async fn find_by_idempotency_keys(
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// `pending -> queued` for messages the broker confirmed. Only from `pending`: a consumer may
-/// already have moved a message on.
-pub async fn mark_queued(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<u64> {
-    if ids.is_empty() {
+/// `pending -> queued` for messages the broker confirmed, each `(tenant, id)` pair scoped to
+/// its tenant. Only from `pending`: a consumer may already have moved a message on.
+pub async fn mark_queued(pool: &Pool, pairs: &[(TenantId, Uuid)]) -> Result<u64> {
+    if pairs.is_empty() {
         return Ok(0);
     }
+    let tenants: Vec<Uuid> = pairs.iter().map(|(t, _)| t.0).collect();
+    let ids: Vec<Uuid> = pairs.iter().map(|(_, id)| *id).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            // Rows a consumer holds are skipped (it moves them on itself), so publishing never
-            // waits on, or deadlocks with, a consumer claiming the same messages.
+            // Looked up id by id (LATERAL), so the plan never scans a tenant's other rows,
+            // however many are pending; rows a consumer holds are skipped (it moves them on
+            // itself), so publishing never waits on, or deadlocks with, a consumer.
             "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
-             WHERE id IN (SELECT id FROM messages
-                          WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'
-                          ORDER BY id FOR UPDATE SKIP LOCKED)",
+             WHERE id IN (SELECT m.id FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tenant_id)
+                                            ORDER BY id) u
+                          CROSS JOIN LATERAL (SELECT id FROM messages
+                              WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'pending'
+                              FOR UPDATE SKIP LOCKED) m)",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&tenant.0, &ids]).await?)
+    Ok(client.execute(&stmt, &[&ids, &tenants]).await?)
 }
 
 pub async fn get(pool: &Pool, tenant: TenantId, id: MessageId) -> Result<Option<Message>> {
@@ -282,16 +289,20 @@ pub async fn claim(
     let tx = client.transaction().await?;
     let claim = tx
         .prepare_cached(
+            // Rows are locked id by id in id order (one lock order for every writer), and
+            // looked up by primary key (LATERAL), so a large backlog is never scanned.
             "UPDATE messages SET status = 'processing', attempts = attempts + 1,
                  total_attempts = total_attempts + 1,
                  locked_until = now() + make_interval(secs => $4), updated_at = now()
-             WHERE id IN (SELECT id FROM messages WHERE tenant_id = $1 AND id = ANY($3)
-                          ORDER BY id FOR UPDATE)  -- one lock order for every writer
-               AND tenant_id = $1 AND queue_name = $2
-               AND (status IN ('pending', 'queued')
-                    OR (status = 'retrying' AND next_attempt_at <= now() + interval '1 second')
-                    OR (status = 'processing' AND locked_until < now()))
-             RETURNING id, attempts, total_attempts, body, headers, created_at",
+             FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
+                   CROSS JOIN LATERAL (SELECT id FROM messages
+                       WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
+             WHERE messages.id = locked.id
+               AND (messages.status IN ('pending', 'queued')
+                    OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
+                    OR (messages.status = 'processing' AND messages.locked_until < now()))
+             RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
+                 messages.headers, messages.created_at",
         )
         .await?;
     let rows = tx

@@ -27,6 +27,12 @@ mod embedded {
 pub fn pool(config: &Config) -> anyhow::Result<Pool> {
     let mut cfg = deadpool_postgres::Config::new();
     cfg.url = Some(config.database_url.clone());
+    // Every prepared statement here is keyed by primary or unique keys (LATERAL lookups for
+    // id arrays), so one generic plan fits all executions; without this PostgreSQL re-plans
+    // array-parameter statements on every call. Left alone when the URL sets its own options.
+    if !config.database_url.contains("options=") {
+        cfg.options = Some("-c plan_cache_mode=force_generic_plan".into());
+    }
     cfg.manager = Some(ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     });
