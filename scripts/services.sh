@@ -48,6 +48,18 @@ ensure_postgres() {
   wait_for 5432 PostgreSQL 60
 }
 
+# Debian's wrapper starts the node through `su`, whose PAM limits leave it 1024 open files:
+# too few for many quorum queues. As root, start it directly with a higher limit.
+start_rabbitmq_server() {
+  if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    (ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+     cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq exec setpriv --reuid=rabbitmq --regid=rabbitmq \
+       --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server -detached) || rabbitmq-server -detached || true
+  else
+    rabbitmq-server -detached || true
+  fi
+}
+
 ensure_rabbitmq() {
   up 5672 && return 0
   if ! command -v rabbitmq-server >/dev/null && ! have_docker; then
@@ -55,7 +67,7 @@ ensure_rabbitmq() {
   fi
   if command -v rabbitmq-server >/dev/null; then
     echo "starting RabbitMQ"
-    rabbitmq-server -detached || true
+    start_rabbitmq_server
     timeout 120 rabbitmqctl await_startup >/dev/null 2>&1 || true
   elif have_docker; then
     docker compose up -d rabbitmq

@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_test}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-cargo test --workspace "$@"
+python3 scripts/clean-test-queues.py || true
+cargo test --workspace --no-fail-fast "$@"

@@ -19,7 +19,7 @@ pub async fn completion(pool: &Pool, tenant: TenantId, queue: &str) -> anyhow::R
     let rows = client
         .query(
             "SELECT status, extract(epoch FROM completed_at - created_at)::float8
-             FROM messages WHERE tenant_id = $1 AND queue_name = $2 ORDER BY created_at",
+             FROM messages WHERE tenant_id = $1 AND queue_name = $2 ORDER BY created_at, id",
             &[&tenant.0, &queue],
         )
         .await?;

@@ -23,6 +23,12 @@ async fn main() -> anyhow::Result<()> {
 
     let mut b = Bench::start(config.clone(), quick).await?;
     let machine = machine(&b).await;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("drain") {
+        let s = scenarios::drain(&mut b, if quick { 5_000 } else { 50_000 }).await?;
+        println!("drain: {:.0} msg/s over {} messages", s.throughput, s.count);
+        b.finish().await;
+        return Ok(());
+    }
     eprintln!("single publish: API against the raw baseline");
     let publish = scenarios::publish_curve(&mut b, &[1, 4, 16, 64]).await?;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("publish") {

@@ -31,7 +31,8 @@ async fn completion_counts_exactly_and_reads_real_timestamps() {
     }
     let c = e2e::completion(&ctx.db, tenant, "q").await.unwrap();
     assert_eq!((c.completed, c.total), (7, 10));
-    let ms: Vec<u128> = c.latencies.iter().map(Duration::as_millis).collect();
+    let mut ms: Vec<u128> = c.latencies.iter().map(Duration::as_millis).collect();
+    ms.sort();
     assert_eq!(ms, [100, 200, 300, 400, 500, 600, 700]);
     let s = summarize(c.latencies, c.completed, Duration::from_secs(1));
     assert_eq!((s.p50_ms, s.p99_ms, s.throughput), (400.0, 700.0, 7.0));

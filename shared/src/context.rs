@@ -5,10 +5,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use uuid::Uuid;
+
 use crate::{
     Config,
     broker::{Broker, QueueRef},
     db,
+    domain::TenantId,
+    group_commit::GroupCommit,
 };
 
 #[derive(Clone)]
@@ -21,7 +25,15 @@ pub struct AppContext {
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
     /// For the RabbitMQ management API.
     pub http: reqwest::Client,
-    queued_marker: Arc<std::sync::OnceLock<crate::queued_marker::QueuedMarker>>,
+    writers: Arc<std::sync::OnceLock<Writers>>,
+}
+
+/// Group-commit writers, started on first use.
+pub struct Writers {
+    /// `pending -> queued` after the broker confirmed.
+    pub mark_queued: GroupCommit<(TenantId, Uuid), ()>,
+    /// `processing -> completed`; each result says whether the attempt was still current.
+    pub complete: GroupCommit<(TenantId, Uuid, i32), bool>,
 }
 
 impl AppContext {
@@ -35,17 +47,37 @@ impl AppContext {
             db,
             broker,
             known_queues: Arc::default(),
-            queued_marker: Arc::default(),
+            writers: Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))
                 .build()?,
         })
     }
 
-    /// The group-commit marker for `pending -> queued`, started on first use.
-    pub fn queued_marker(&self) -> &crate::queued_marker::QueuedMarker {
-        self.queued_marker
-            .get_or_init(|| crate::queued_marker::QueuedMarker::start(self.db.clone()))
+    /// The group-commit writers (started on first use, inside the runtime).
+    pub fn writers(&self) -> &Writers {
+        self.writers.get_or_init(|| {
+            let pool = self.db.clone();
+            let mark_queued = GroupCommit::start(2000, move |pairs: Vec<(TenantId, Uuid)>| {
+                let pool = pool.clone();
+                async move {
+                    db::messages::mark_queued(&pool, &pairs).await?;
+                    Ok(vec![(); pairs.len()])
+                }
+            });
+            let pool = self.db.clone();
+            let complete = GroupCommit::start(2000, move |items: Vec<(TenantId, Uuid, i32)>| {
+                let pool = pool.clone();
+                async move {
+                    let done = db::messages::complete_many(&pool, &items).await?;
+                    Ok(items.iter().map(|(_, id, _)| done.contains(id)).collect())
+                }
+            });
+            Writers {
+                mark_queued,
+                complete,
+            }
+        })
     }
 
     /// Opens the database and broker connections now (Lambda's init phase), so the first

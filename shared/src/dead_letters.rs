@@ -51,7 +51,10 @@ pub async fn redrive(
         let refs: Vec<_> = batch.iter().collect();
         let confirmed = publish_to_broker(ctx, tenant, &refs).await;
         crate::messages::count_published(tenant, &refs, &confirmed);
-        ctx.queued_marker().mark(tenant, &confirmed).await?;
+        ctx.writers()
+            .mark_queued
+            .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
+            .await?;
         report.redriven += batch.len();
         report.queued += confirmed.len();
         if (batch.len() as i64) < CHUNK {

@@ -124,7 +124,10 @@ async fn publish_valid(
         .filter(|m| inserted.contains(&m.id.0))
         .collect();
     let confirmed = publish_to_broker(ctx, tenant, &fresh).await;
-    ctx.queued_marker().mark(tenant, &confirmed).await?;
+    ctx.writers()
+        .mark_queued
+        .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
+        .await?;
     count_published(tenant, &fresh, &confirmed);
 
     let now = Utc::now();

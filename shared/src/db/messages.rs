@@ -428,3 +428,36 @@ pub async fn settle(
         .await?;
     Ok(!rows.is_empty())
 }
+
+/// `processing -> completed` for many attempts at once, each only if its row still carries the
+/// attempt's fencing token. Returns the ids settled.
+pub async fn complete_many(
+    pool: &Pool,
+    items: &[(TenantId, Uuid, i32)],
+) -> Result<std::collections::HashSet<Uuid>> {
+    let ids: Vec<Uuid> = items.iter().map(|(_, id, _)| *id).collect();
+    let tenants: Vec<Uuid> = items.iter().map(|(t, _, _)| t.0).collect();
+    let numbers: Vec<i32> = items.iter().map(|(_, _, n)| *n).collect();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            // Rows are locked in id order, like every other writer's.
+            "WITH locked AS (
+                 SELECT m.id, u.n FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])
+                                        AS u(id, tenant_id, n) ORDER BY id) u
+                 CROSS JOIN LATERAL (SELECT id FROM messages
+                     WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'processing'
+                       AND total_attempts = u.n FOR UPDATE) m),
+             done AS (
+                 UPDATE messages SET status = 'completed', updated_at = now(), locked_until = NULL,
+                     next_attempt_at = NULL, completed_at = now()
+                 FROM locked WHERE messages.id = locked.id
+                 RETURNING messages.id, locked.n)
+             UPDATE message_attempts a SET finished_at = now(), outcome = 'completed'
+             FROM done WHERE a.message_id = done.id AND a.attempt = done.n
+             RETURNING a.message_id",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&ids, &tenants, &numbers]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -252,14 +252,28 @@ impl BatchHandler {
                 None,
             ),
         };
-        let settled = db::messages::settle(
-            &self.ctx.db,
-            queue.tenant_id,
-            c.id,
-            c.total_attempts,
-            &settlement,
-        )
-        .await?;
+        let settled = match settlement {
+            // Completions, the common case, share commits across the batch's workers.
+            Settlement::Completed => self
+                .ctx
+                .writers()
+                .complete
+                .submit(vec![(queue.tenant_id, c.id, c.total_attempts)])
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(false),
+            _ => {
+                db::messages::settle(
+                    &self.ctx.db,
+                    queue.tenant_id,
+                    c.id,
+                    c.total_attempts,
+                    &settlement,
+                )
+                .await?
+            }
+        };
         if !settled {
             tracing::warn!(message_id = %c.id, "message was taken over by another worker; outcome dropped");
             return Ok(MessageStatus::Processing);
