@@ -1,5 +1,5 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: bench bench-quick monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+.PHONY: build bench bench-quick monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
@@ -38,6 +38,9 @@ token: ## Print an admin JWT for local use (TENANT=<id> for a tenant token)
 
 monitoring-check: ## Prometheus (Debian's) against the running system: targets up, rules load, dashboard queries return data
 	scripts/monitoring-check.sh
+
+build: ## Deploy-profile binaries (smaller, slower to build); make bench reports their sizes
+	cargo build --profile deploy --bins
 
 bench: ## Benchmarks against the raw baseline (release builds, a few minutes); writes docs/BENCHMARKS.md
 	scripts/services.sh

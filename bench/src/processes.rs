@@ -45,10 +45,9 @@ pub async fn ready(url: &str, since: Instant, timeout: Duration) -> anyhow::Resu
         .timeout(Duration::from_millis(500))
         .build()?;
     while since.elapsed() < timeout {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(since.elapsed());
-            }
+        let answered = client.get(url).send().await;
+        if answered.is_ok_and(|r| r.status().is_success()) {
+            return Ok(since.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -70,4 +69,12 @@ pub fn size_mib(name: &str) -> f64 {
     std::fs::metadata(bin(name))
         .map(|m| m.len() as f64 / (1024.0 * 1024.0))
         .unwrap_or(0.0)
+}
+
+/// The size of the deploy-profile build (`make build`), when one exists.
+pub fn deploy_size_mib(name: &str) -> Option<f64> {
+    let path = bin(name).parent()?.parent()?.join("deploy").join(name);
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
 }

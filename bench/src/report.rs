@@ -63,7 +63,7 @@ fn target(
     } else if higher_is_better {
         format!("{:.0}% short", (1.0 - measured / bound) * 100.0)
     } else {
-        format!("{:.1}x over", measured / bound)
+        format!("{:.2}x over", measured / bound)
     };
     Target {
         what: what.into(),
@@ -147,10 +147,14 @@ impl Report {
                 30.0,
                 false,
             ));
+            let (profile, size) = match s.deploy_size_mib {
+                Some(size) => ("deploy", size),
+                None => ("release", s.size_mib),
+            };
             t.push(target(
-                &format!("{} stripped binary", s.binary),
+                &format!("{} stripped binary ({profile} profile)", s.binary),
                 "< 10 MB",
-                s.size_mib,
+                size,
                 " MiB",
                 10.0,
                 false,
@@ -263,12 +267,15 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "### Function start\n\n| binary | mode | start to ready ms | idle RSS MiB | peak RSS MiB | stripped size MiB |\n|---|---|---|---|---|---|"
+            "### Function start\n\n| binary | mode | start to ready ms | idle RSS MiB | peak RSS MiB | stripped MiB, release | stripped MiB, deploy |\n|---|---|---|---|---|---|---|"
         );
         for s in &self.starts {
+            let deploy = s
+                .deploy_size_mib
+                .map_or("not built".to_string(), |d| format!("{d:.1}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {deploy} |",
                 s.binary, s.mode, s.ready_ms, s.idle_rss_mib, s.peak_rss_mib, s.size_mib
             );
         }
@@ -308,7 +315,7 @@ mod tests {
             target("x", "", 7_500.0, "", 15_000.0, true).gap,
             "50% short"
         );
-        assert_eq!(target("x", "", 40.0, "", 20.0, false).gap, "2.0x over");
+        assert_eq!(target("x", "", 40.0, "", 20.0, false).gap, "2.00x over");
         assert!(target("x", "", 10.0, "", 20.0, false).met);
     }
 }

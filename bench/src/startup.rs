@@ -22,6 +22,8 @@ pub struct Start {
     pub idle_rss_mib: f64,
     pub peak_rss_mib: f64,
     pub size_mib: f64,
+    /// The deploy profile's binary (what ships to Lambda), when built.
+    pub deploy_size_mib: Option<f64>,
 }
 
 async fn measure(
@@ -42,6 +44,7 @@ async fn measure(
         idle_rss_mib: idle,
         peak_rss_mib: peak,
         size_mib: processes::size_mib(binary),
+        deploy_size_mib: processes::deploy_size_mib(binary),
     })
 }
 
