@@ -129,24 +129,10 @@ async fn machine(b: &Bench) -> Machine {
 
 /// From the management API's overview.
 async fn rabbitmq_version(b: &Bench) -> Option<String> {
-    let mut url = reqwest::Url::parse(b.ctx.config.rabbitmq_management_url.as_deref()?).ok()?;
-    let (user, pass) = (
-        url.username().to_string(),
-        url.password().map(str::to_string),
-    );
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_path("/api/overview");
-    let overview: serde_json::Value = b
-        .ctx
-        .http
-        .get(url)
-        .basic_auth(user, pass)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let url = b.ctx.config.rabbitmq_management_url.as_deref()?;
+    let overview: serde_json::Value =
+        shared::broker::stats::management_get(&b.ctx.http, url, "/api/overview", None)
+            .await
+            .ok()?;
     overview["rabbitmq_version"].as_str().map(str::to_string)
 }

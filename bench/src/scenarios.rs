@@ -225,9 +225,11 @@ async fn raw_op(
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
+/// One single publish through the API to the tenant's `queue`.
 fn publish_fn(
     b: &Bench,
     tenant: TenantId,
+    queue: &str,
 ) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static
 {
     let (http, url, token) = (
@@ -235,7 +237,7 @@ fn publish_fn(
         format!("{}/api/v1/tenants/{tenant}/messages", b.api),
         b.admin.clone(),
     );
-    let body = json!({ "queue_name": "bench", "message_body": { "n": 1 } });
+    let body = json!({ "queue_name": queue, "message_body": { "n": 1 } });
     move || {
         let req = http.post(&url).bearer_auth(&token).json(&body);
         Box::pin(async move {
@@ -251,7 +253,7 @@ fn publish_fn(
 }
 
 async fn api_op(b: &Bench, tenant: TenantId, concurrency: usize) -> anyhow::Result<Summary> {
-    let run = load::closed_loop(concurrency, b.secs(4.0), publish_fn(b, tenant)).await;
+    let run = load::closed_loop(concurrency, b.secs(4.0), publish_fn(b, tenant, "bench")).await;
     anyhow::ensure!(run.errors == 0, "API publish: {} errors", run.errors);
     Ok(summarize(run.latencies, run.items, run.wall))
 }
@@ -259,7 +261,7 @@ async fn api_op(b: &Bench, tenant: TenantId, concurrency: usize) -> anyhow::Resu
 /// Single publishes at a fixed rate (open loop): latency when not saturated.
 pub async fn publish_at_rate(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     let tenant = b.tenant("bench", 1).await?;
-    let run = load::open_loop(rate, b.secs(4.0), publish_fn(b, tenant)).await;
+    let run = load::open_loop(rate, b.secs(4.0), publish_fn(b, tenant, "bench")).await;
     anyhow::ensure!(run.errors == 0, "publish at rate: {} errors", run.errors);
     Ok(summarize(run.latencies, run.items, run.wall))
 }
@@ -340,7 +342,7 @@ pub async fn steady(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     let tenant = b.tenant("steady", 10).await?;
     let mut consumer = b.consumer(&[tenant])?;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let run = load::open_loop(rate, b.secs(5.0), queue_publish_fn(b, tenant, "steady")).await;
+    let run = load::open_loop(rate, b.secs(5.0), publish_fn(b, tenant, "steady")).await;
     anyhow::ensure!(run.errors == 0, "steady: {} publish errors", run.errors);
     e2e::wait_completed(
         &b.ctx.db,
@@ -353,30 +355,6 @@ pub async fn steady(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     let _ = consumer.kill().await;
     let c = e2e::completion(&b.ctx.db, tenant, "steady").await?;
     Ok(summarize(c.latencies, c.completed, run.wall))
-}
-
-fn queue_publish_fn(
-    b: &Bench,
-    tenant: TenantId,
-    queue: &str,
-) -> impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<usize>> + Send + Sync + 'static
-{
-    let (http, url, token) = (
-        b.http.clone(),
-        format!("{}/api/v1/tenants/{tenant}/messages", b.api),
-        b.admin.clone(),
-    );
-    let body = json!({ "queue_name": queue, "message_body": { "n": 1 } });
-    move || {
-        let req = http.post(&url).bearer_auth(&token).json(&body);
-        Box::pin(async move {
-            anyhow::ensure!(
-                req.send().await?.status() == reqwest::StatusCode::ACCEPTED,
-                "publish failed"
-            );
-            Ok(1)
-        })
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -394,7 +372,7 @@ pub async fn noisy_neighbour(b: &mut Bench, flood: usize) -> anyhow::Result<Neig
     tokio::time::sleep(Duration::from_millis(800)).await;
     let rate = 50.0;
 
-    let alone_run = load::open_loop(rate, b.secs(4.0), queue_publish_fn(b, quiet, "quiet")).await;
+    let alone_run = load::open_loop(rate, b.secs(4.0), publish_fn(b, quiet, "quiet")).await;
     e2e::wait_completed(
         &b.ctx.db,
         quiet,
@@ -429,7 +407,7 @@ pub async fn noisy_neighbour(b: &mut Bench, flood: usize) -> anyhow::Result<Neig
             }
         })
     };
-    let during = load::open_loop(rate, b.secs(4.0), queue_publish_fn(b, quiet, "quiet")).await;
+    let during = load::open_loop(rate, b.secs(4.0), publish_fn(b, quiet, "quiet")).await;
     let _ = flooder.await;
     e2e::wait_completed(
         &b.ctx.db,

@@ -22,12 +22,14 @@ struct QueueInfo {
     messages_unacknowledged: u64,
 }
 
-/// Depths of every tenant work queue. `management_url` may carry credentials
-/// (`http://user:pass@host:15672`).
-pub async fn queue_depths(
+/// GETs a management API path (`/api/...`, with query) as JSON. `management_url` may carry
+/// credentials (`http://user:pass@host:15672`).
+pub async fn management_get<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     management_url: &str,
-) -> anyhow::Result<Vec<QueueDepth>> {
+    path: &str,
+    query: Option<&str>,
+) -> anyhow::Result<T> {
     let mut url = Url::parse(management_url)?;
     let (user, pass) = (
         url.username().to_string(),
@@ -35,13 +37,27 @@ pub async fn queue_depths(
     );
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    url.set_path("/api/queues");
-    url.set_query(Some("columns=name,messages_ready,messages_unacknowledged"));
+    url.set_path(path);
+    url.set_query(query);
     let mut req = client.get(url);
     if !user.is_empty() {
         req = req.basic_auth(user, pass);
     }
-    let queues: Vec<QueueInfo> = req.send().await?.error_for_status()?.json().await?;
+    Ok(req.send().await?.error_for_status()?.json().await?)
+}
+
+/// Depths of every tenant work queue.
+pub async fn queue_depths(
+    client: &reqwest::Client,
+    management_url: &str,
+) -> anyhow::Result<Vec<QueueDepth>> {
+    let queues: Vec<QueueInfo> = management_get(
+        client,
+        management_url,
+        "/api/queues",
+        Some("columns=name,messages_ready,messages_unacknowledged"),
+    )
+    .await?;
     Ok(queues
         .into_iter()
         .filter_map(|q| {
