@@ -134,18 +134,9 @@ impl Bench {
     pub async fn finish(mut self) {
         let _ = self.api_process.kill().await;
         for q in &self.queues {
-            delete_queues(&self.ctx, q).await;
+            self.ctx.broker.delete_queues(q).await;
         }
         self.ctx.broker.close().await;
-    }
-}
-
-async fn delete_queues(ctx: &AppContext, q: &QueueRef) {
-    use shared::broker::{dead_letter_queue, work_queue};
-    if let Ok(ch) = ctx.broker.channel().await {
-        for name in [work_queue(q), dead_letter_queue(q)] {
-            let _ = ch.queue_delete(name.into(), Default::default()).await;
-        }
     }
 }
 

@@ -50,22 +50,6 @@ pub async fn context(config: Config, name: &str) -> AppContext {
     AppContext::new(config, name).expect("context")
 }
 
-/// Deletes a test tenant queue's broker queues, so tests leave no backlog behind.
-pub async fn delete_broker_queues(ctx: &AppContext, q: &crate::broker::QueueRef) {
-    use lapin::options::QueueDeleteOptions;
-    let Ok(ch) = ctx.broker.channel().await else {
-        return;
-    };
-    for name in [
-        crate::broker::work_queue(q),
-        crate::broker::dead_letter_queue(q),
-    ] {
-        let _ = ch
-            .queue_delete(name.into(), QueueDeleteOptions::default())
-            .await;
-    }
-}
-
 /// A unique suffix for names, so parallel tests never share data.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

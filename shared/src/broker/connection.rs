@@ -298,6 +298,22 @@ impl Broker {
         Ok(name)
     }
 
+    /// Deletes a tenant queue's work and dead-letter queues (test and benchmark clean-up;
+    /// best effort).
+    pub async fn delete_queues(&self, q: &QueueRef) {
+        let Ok(ch) = self.channel().await else { return };
+        for name in [work_queue(q), dead_letter_queue(q)] {
+            let _ = ch
+                .queue_delete(
+                    name.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+            self.forget_declared(&name);
+        }
+        let _ = ch.close(200, "deleted".into()).await;
+    }
+
     fn forget_declared(&self, queue: &str) {
         self.declared.lock().expect("broker lock").remove(queue);
     }

@@ -80,9 +80,6 @@ async fn a_flooded_tenant_does_not_hold_back_another() {
         }
     }
     source.stop().await;
-    let bulk =
-        shared::broker::QueueRef::new(flooded, shared::domain::QueueName::parse("bulk").unwrap());
-    shared::testkit::delete_broker_queues(&ctx, &bulk).await;
     assert!(
         flood_left > 100,
         "the flood was still draining ({flood_left} left) when the quiet tenant finished"
