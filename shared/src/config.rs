@@ -18,6 +18,7 @@ pub struct ConfigError {
 pub struct Config {
     pub database_url: String,
     pub database_max_connections: usize,
+    pub database_tls: DatabaseTls,
     pub rabbitmq_url: String,
     /// The RabbitMQ management API, for queue depths (`RABBITMQ_MANAGEMENT_URL`; `off` disables).
     pub rabbitmq_management_url: Option<String>,
@@ -64,6 +65,23 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
     pub max_page_size: u32,
+}
+
+/// TLS to PostgreSQL (`DATABASE_SSLMODE`, `DATABASE_SSLROOTCERT`).
+#[derive(Clone, Debug)]
+pub struct DatabaseTls {
+    pub mode: DbSslMode,
+    /// PEM bundle of trusted CAs, for `verify-full`.
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbSslMode {
+    Disable,
+    /// Encrypted, certificate not checked (libpq's `require`).
+    Require,
+    /// Encrypted, certificate chain and host name checked.
+    VerifyFull,
 }
 
 #[derive(Clone, Debug)]
@@ -138,6 +156,26 @@ impl Config {
             return Err(v.error("CONSUMER_BATCH_SIZE", "must be within 1..=10000"));
         }
 
+        let database_tls = DatabaseTls {
+            mode: match v.string("DATABASE_SSLMODE", "disable").as_str() {
+                "disable" => DbSslMode::Disable,
+                "require" => DbSslMode::Require,
+                "verify-full" => DbSslMode::VerifyFull,
+                _ => {
+                    return Err(v.error(
+                        "DATABASE_SSLMODE",
+                        "must be disable, require or verify-full",
+                    ));
+                }
+            },
+            root_cert: lookup("DATABASE_SSLROOTCERT")
+                .filter(|s| !s.is_empty())
+                .map(Into::into),
+        };
+        if database_tls.mode == DbSslMode::VerifyFull && database_tls.root_cert.is_none() {
+            return Err(v.error("DATABASE_SSLROOTCERT", "verify-full needs a CA bundle"));
+        }
+
         let log_format = match v
             .string("LOG_FORMAT", if in_lambda { "json" } else { "text" })
             .as_str()
@@ -154,6 +192,7 @@ impl Config {
         Ok(Config {
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
+            database_tls,
             rabbitmq_url: v.string("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             rabbitmq_management_url: Some(v.string(
                 "RABBITMQ_MANAGEMENT_URL",
@@ -234,6 +273,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_tls", &self.database_tls)
             .field("rabbitmq_url", &redact_url(&self.rabbitmq_url))
             .field(
                 "rabbitmq_management_url",
@@ -381,10 +421,13 @@ mod tests {
             ("METRICS_ENABLED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("CONSUMER_RETRY_DELAY", "0s"),
+            ("DATABASE_SSLMODE", "sometimes"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
             assert!(err.to_string().contains(var));
         }
+        let err = with(&[("DATABASE_SSLMODE", "verify-full")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_SSLROOTCERT", "{err}");
     }
 }

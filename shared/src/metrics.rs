@@ -22,6 +22,7 @@ pub const QUEUE_UNACKED: &str = "msgsvc_queue_messages_unacked";
 pub const QUEUE_OLDEST_AGE: &str = "msgsvc_queue_oldest_pending_age_seconds";
 pub const RELAY_REPUBLISHED: &str = "msgsvc_relay_republished_total";
 pub const RELAY_SWEEPS: &str = "msgsvc_relay_sweeps_total";
+pub const BATCHES_FAILED: &str = "msgsvc_consumer_batches_failed_total";
 pub const HTTP_REQUESTS: &str = "msgsvc_http_requests_total";
 pub const HTTP_DURATION: &str = "msgsvc_http_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "msgsvc_db_pool_connections";
@@ -97,6 +98,14 @@ pub const CATALOG: &[MetricDef] = &[
         labels: TQ,
         exported_by: CONSUMER,
         help: "Time from publish to completion of a message.",
+    },
+    MetricDef {
+        name: BATCHES_FAILED,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        labels: &[],
+        exported_by: CONSUMER,
+        help: "Batches failed for an infrastructure fault (database or broker); the broker redelivers them.",
     },
     MetricDef {
         name: WORKERS_DESIRED,

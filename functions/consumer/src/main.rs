@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         let ctx = AppContext::new(config, "consumer-lambda")?;
         ctx.warm_up().await;
         let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
+        consumer::rmq::register_metrics();
         return shared::metrics::emf_lambda::handler::run(
             emf,
             move |event: LambdaEvent<RabbitMqEvent>| {

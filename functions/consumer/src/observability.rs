@@ -8,6 +8,7 @@ use shared::AppContext;
 
 pub async fn serve(ctx: AppContext) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let handle = shared::metrics::prometheus();
+    crate::rmq::register_metrics();
     let path = ctx.config.metrics_path.clone();
     let app = Router::new().route(
         &path,

@@ -12,6 +12,7 @@ use shared::{
     broker::{QueueRef, parse_work_queue},
     delivery::{BatchHandler, BatchReport, Inbound},
     error::Result,
+    metrics::BATCHES_FAILED,
 };
 
 /// What the function returns for an event: a report per queue.
@@ -25,6 +26,12 @@ pub struct QueueReport {
     pub queue: String,
     #[serde(flatten)]
     pub report: BatchReport,
+}
+
+/// Starts the failed-batch counter at zero, so a dashboard or alarm sees "none" rather than
+/// "no data".
+pub fn register_metrics() {
+    metrics::counter!(BATCHES_FAILED).absolute(0);
 }
 
 /// Handles one event. An `Err` (infrastructure fault) makes Lambda fail the invocation, so
@@ -56,7 +63,10 @@ pub async fn handle_event(handler: &BatchHandler, event: &RabbitMqEvent) -> Resu
                 redelivered: m.redelivered,
             })
             .collect();
-        let report = handler.handle(&queue, &inbound).await?;
+        let report = handler
+            .handle(&queue, &inbound)
+            .await
+            .inspect_err(|_| metrics::counter!(BATCHES_FAILED).increment(1))?;
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, ?report, "batch processed");
         out.queues.push(QueueReport {
             queue: queue_name.to_string(),

@@ -8,11 +8,12 @@ pub mod consumer_runtime;
 pub mod messages;
 pub mod queue_stats;
 pub mod tenants;
+pub mod tls;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::{ManagerConfig, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{ManagerConfig, PoolConfig, RecyclingMethod, Runtime, SslMode, Timeouts};
 use tokio_postgres::NoTls;
 
 use crate::Config;
@@ -46,8 +47,17 @@ pub fn pool(config: &Config) -> anyhow::Result<Pool> {
         },
         ..PoolConfig::default()
     });
-    cfg.create_pool(Some(Runtime::Tokio1), NoTls)
-        .context("invalid DATABASE_URL")
+    match tls::connector(&config.database_tls)? {
+        Some(connector) => {
+            cfg.ssl_mode = Some(SslMode::Require);
+            cfg.create_pool(Some(Runtime::Tokio1), connector)
+        }
+        None => {
+            cfg.ssl_mode = Some(SslMode::Disable);
+            cfg.create_pool(Some(Runtime::Tokio1), NoTls)
+        }
+    }
+    .context("invalid DATABASE_URL")
 }
 
 /// Creates the configured database when it does not exist yet (local mode only: in AWS the
@@ -57,16 +67,15 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    if tokio_postgres::connect(&config.database_url, NoTls)
+    if tls::connect(&config.database_url, &config.database_tls)
         .await
         .is_ok()
     {
         return Ok(());
     }
-    let (client, conn) = tokio_postgres::connect(&admin_url, NoTls)
+    let client = tls::connect(&admin_url, &config.database_tls)
         .await
-        .with_context(|| "cannot reach PostgreSQL to create the database")?;
-    tokio::spawn(conn);
+        .context("cannot reach PostgreSQL to create the database")?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
@@ -89,10 +98,9 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
 /// Applies pending migrations. An advisory lock serialises concurrent starters (several API
 /// instances, parallel test binaries).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let (mut client, conn) = tokio_postgres::connect(&config.database_url, NoTls)
+    let mut client = tls::connect(&config.database_url, &config.database_tls)
         .await
         .context("cannot connect to PostgreSQL to migrate")?;
-    let conn = tokio::spawn(conn);
     const LOCK: i64 = 0x6d73_6773_7663; // "msgsvc"
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
@@ -105,7 +113,6 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
         .await?;
     drop(client);
-    conn.abort();
     for m in report?.applied_migrations() {
         tracing::info!(migration = %m, "applied migration");
     }
