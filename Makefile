@@ -1,5 +1,5 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: build bench bench-quick monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+.PHONY: build build-deploy-profile deploy template-check bench bench-quick monitoring-check run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
@@ -26,9 +26,13 @@ migrate-up: ## Create the database if needed and apply migrations
 	scripts/services.sh
 	cargo run -q -p api -- migrate
 
-lint: ## rustfmt and clippy, warnings as errors
+lint: ## rustfmt, clippy (warnings as errors), sam validate with and without --lint, docker-compose.yml
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/template-check.sh
+
+template-check: ## Offline checks of template.yaml (SAM transform + cfn-lint) and docker-compose.yml
+	scripts/template-check.sh
 
 fmt:
 	cargo fmt --all
@@ -40,8 +44,15 @@ token: ## Print an admin JWT for local use (TENANT=<id> for a tenant token)
 monitoring-check: ## Prometheus (Debian's) against the running system: targets up, rules load, dashboard queries return data
 	scripts/monitoring-check.sh
 
-build: ## Deploy-profile binaries (smaller, slower to build); make bench reports their sizes
+build: ## Lambda packages for AWS (arm64, provided.al2023) in target/lambda/<function>/bootstrap
+	scripts/cargo-lambda.sh build --release --arm64
+
+build-deploy-profile: ## Host binaries in the size-optimised deploy profile; make bench reports their sizes
 	cargo build --profile deploy --bins
+
+deploy: ## sam build + sam deploy (guided on the first run; it writes samconfig.toml)
+	scripts/sam.sh build --template template.yaml
+	if [ -f samconfig.toml ]; then scripts/sam.sh deploy; else scripts/sam.sh deploy --guided; fi
 
 bench: ## Benchmarks against the raw baseline (release builds, a few minutes); writes docs/BENCHMARKS.md
 	scripts/services.sh

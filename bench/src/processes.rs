@@ -71,7 +71,7 @@ pub fn size_mib(name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The size of the deploy-profile build (`make build`), when one exists.
+/// The size of the deploy-profile build (`make build-deploy-profile`), when one exists.
 pub fn deploy_size_mib(name: &str) -> Option<f64> {
     let path = bin(name).parent()?.parent()?.join("deploy").join(name);
     std::fs::metadata(path)
