@@ -31,6 +31,12 @@ async fn main() -> anyhow::Result<()> {
     if shared::running_in_lambda() {
         // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
         let emf = shared::metrics::cloudwatch()?;
+        // The schema follows the code: the first cold start after a deploy applies pending
+        // migrations (under an advisory lock; only a read when the schema is current). A
+        // database that is down fails requests, not the start, so /health can say why.
+        if let Err(e) = shared::db::migrate(&config).await {
+            tracing::error!(error = format!("{e:#}"), "migrations not applied at start");
+        }
         let ctx = AppContext::new(config, "api-lambda")?;
         ctx.warm_up().await;
         return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)))
