@@ -27,6 +27,7 @@ pub struct Config {
     pub server_host: String,
     pub server_port: u16,
     pub jwt_secret: String,
+    pub auth: AuthConfig,
     pub consumer: ConsumerDefaults,
     pub limits: Limits,
     pub relay: RelayConfig,
@@ -65,6 +66,27 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
     pub max_page_size: u32,
+}
+
+/// Which tokens the API accepts (`JWT_*`). HS256 with `jwt_secret` is for local use: once
+/// public keys or a JWKS are configured it is off unless `JWT_SECRET` is set explicitly.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub hs256: bool,
+    /// PEM public keys (RSA for RS256, P-256 for ES256), each with an optional `kid`.
+    pub public_keys: Vec<(Option<String>, std::path::PathBuf)>,
+    /// A JWKS document: an `http(s)://` URL (fetched, cached, refetched for an unknown `kid`) or
+    /// a file path.
+    pub jwks: Option<String>,
+    /// Accepted `iss` values; empty accepts any.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty skips the check.
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    /// The claim holding the role (`admin` or `tenant`; a list of roles works too).
+    pub role_claim: String,
+    /// The claim holding the tenant id of a tenant token.
+    pub tenant_claim: String,
 }
 
 /// TLS to PostgreSQL (`DATABASE_SSLMODE`, `DATABASE_SSLROOTCERT`).
@@ -176,6 +198,34 @@ impl Config {
             return Err(v.error("DATABASE_SSLROOTCERT", "verify-full needs a CA bundle"));
         }
 
+        let list = |var: &str| -> Vec<String> {
+            v.string(var, "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let public_keys = list("JWT_PUBLIC_KEYS")
+            .into_iter()
+            .map(|entry| match entry.split_once('=') {
+                Some((kid, path)) => (Some(kid.to_string()), path.into()),
+                None => (None, entry.into()),
+            })
+            .collect::<Vec<_>>();
+        let jwks = lookup("JWT_JWKS").filter(|s| !s.is_empty());
+        let explicit_secret = lookup("JWT_SECRET").is_some_and(|s| !s.is_empty());
+        let auth = AuthConfig {
+            hs256: explicit_secret || (public_keys.is_empty() && jwks.is_none()),
+            public_keys,
+            jwks,
+            issuers: list("JWT_ISSUER"),
+            audiences: list("JWT_AUDIENCE"),
+            leeway: v.duration("JWT_LEEWAY", "30s")?,
+            role_claim: v.string("JWT_ROLE_CLAIM", "role"),
+            tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
+        };
+
         let log_format = match v
             .string("LOG_FORMAT", if in_lambda { "json" } else { "text" })
             .as_str()
@@ -203,6 +253,7 @@ impl Config {
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,
             jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
+            auth,
             consumer: ConsumerDefaults {
                 default_workers,
                 max_workers,
@@ -284,6 +335,7 @@ impl std::fmt::Debug for Config {
                 &format_args!("{}:{}", self.server_host, self.server_port),
             )
             .field("jwt_secret", &"[redacted]")
+            .field("auth", &self.auth)
             .field("consumer", &self.consumer)
             .field("limits", &self.limits)
             .field("relay", &self.relay)

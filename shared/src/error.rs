@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Dependency {
     Database,
     Broker,
+    /// The JWKS of the configured identity provider.
+    IdentityProvider,
 }
 
 impl fmt::Display for Dependency {
@@ -16,6 +18,7 @@ impl fmt::Display for Dependency {
         f.write_str(match self {
             Dependency::Database => "database",
             Dependency::Broker => "broker",
+            Dependency::IdentityProvider => "identity provider",
         })
     }
 }
@@ -70,6 +73,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Unavailable(Dependency::Database) => "database_unavailable",
             Error::Unavailable(Dependency::Broker) => "broker_unavailable",
+            Error::Unavailable(Dependency::IdentityProvider) => "identity_provider_unavailable",
             Error::Internal(_) => "internal_error",
         }
     }

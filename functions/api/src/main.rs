@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let ctx = AppContext::new(config, "api-lambda")?;
         ctx.warm_up().await;
-        return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)))
+        return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)?))
             .await
             .map_err(|e| anyhow::anyhow!(e));
     }
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(ApiState::new(ctx.clone())))
+    axum::serve(listener, router(ApiState::new(ctx.clone())?))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     if let Some(r) = relay {

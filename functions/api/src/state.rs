@@ -9,8 +9,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(ctx: AppContext) -> Self {
-        let auth = Arc::new(Authenticator::hs256(&ctx.config.jwt_secret));
-        Self { ctx, auth }
+    /// Fails when configured key files cannot be read.
+    pub fn new(ctx: AppContext) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::from_config(&ctx.config, ctx.http.clone())?);
+        Ok(Self { ctx, auth })
     }
 }
