@@ -10,6 +10,7 @@ use super::{MessageId, QueueName, TenantId};
 use crate::error::Error;
 
 /// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -71,12 +72,14 @@ impl FromStr for MessageStatus {
 }
 
 /// A stored message as the API reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Message {
     pub id: MessageId,
     pub tenant_id: TenantId,
     pub queue_name: String,
     pub status: MessageStatus,
+    /// Any JSON value except null, as published.
     pub message_body: Value,
     pub headers: BTreeMap<String, String>,
     pub attempts: i32,
