@@ -41,19 +41,19 @@ pub(crate) struct PublishRequest {
     /// 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
-    /// Any JSON value except null, at most `MESSAGE_MAX_BODY_BYTES` serialised.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::message_body_schema)]
     message_body: Value,
-    /// Up to 32 headers passed to the consumer; names of A-Z, a-z, 0-9, '-', '_', '.', not
-    /// starting with `x-msg-`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
 }
 
 /// Publish one message. With an `Idempotency-Key` header, a repeated publish returns the first
 /// message (and the `Idempotent-Replayed: true` header) instead of storing another.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/messages", tag = "messages", params(TenantPath,
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "1-255 visible ASCII characters")),
     request_body = PublishRequest,
     responses((status = 202, description = "Stored and queued (or to be republished by the outbox relay)",
         body = Accepted)))]
@@ -105,10 +105,14 @@ pub(crate) struct BatchItem {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::message_body_schema)]
     message_body: Value,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
+    /// 1-255 visible ASCII characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
 }
 
