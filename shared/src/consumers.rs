@@ -30,6 +30,7 @@ pub async fn configure(
     Ok(config)
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct QueueStatus {
     pub tenant_id: TenantId,
@@ -54,12 +55,14 @@ pub struct QueueStatus {
     pub last_error: Option<LastError>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct BrokerDepth {
     pub ready: u64,
     pub unacked: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct LastError {
     pub at: DateTime<Utc>,

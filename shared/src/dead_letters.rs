@@ -17,6 +17,7 @@ pub struct RedriveSelector {
     pub ids: Option<Vec<MessageId>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct RedriveReport {
     pub redriven: usize,

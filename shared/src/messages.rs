@@ -27,6 +27,7 @@ pub struct PublishItem {
 }
 
 /// What the API answers for an accepted message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Accepted {
     pub id: MessageId,

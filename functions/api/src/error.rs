@@ -17,13 +17,17 @@ impl<E: Into<Error>> From<E> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable, machine-readable; see the table in this schema's `code` description.
+    #[schema(schema_with = crate::openapi::error_code_schema)]
     pub code: &'static str,
+    /// For humans; may change between versions.
     pub message: String,
 }
 
-#[derive(Serialize)]
+/// Every error response has this shape.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }

@@ -369,4 +369,75 @@ mod tests {
             assert_eq!(err.code(), "unauthorized", "{header:?}");
         }
     }
+
+    mod properties {
+        use futures::executor::block_on;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn claims() -> impl Strategy<Value = Claims> {
+            (
+                "\\PC{1,40}",
+                any::<bool>(),
+                any::<u128>(),
+                60u64..10_000_000,
+                proptest::option::of(0u64..2_000_000_000),
+            )
+                .prop_map(|(sub, admin, id, ttl, iat)| {
+                    let mut c = if admin {
+                        Claims::admin(&sub, ttl)
+                    } else {
+                        Claims::tenant(TenantId(uuid::Uuid::from_u128(id)), ttl)
+                    };
+                    c.sub = sub;
+                    c.iat = iat;
+                    c
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn any_claims_round_trip(c in claims()) {
+                let auth = Authenticator::hs256("property-secret");
+                let principal = block_on(auth.verify(&auth.mint(&c).unwrap())).unwrap();
+                let expected = match c.tenant_id {
+                    None => Principal::Admin { subject: c.sub.clone() },
+                    Some(tenant_id) => Principal::Tenant { subject: c.sub.clone(), tenant_id },
+                };
+                prop_assert_eq!(principal, expected);
+            }
+
+            #[test]
+            fn any_tampered_byte_is_refused(
+                c in claims(),
+                at in any::<prop::sample::Index>(),
+                with in prop::sample::select(b"AQgw_-.=xyz019+/ ".to_vec()),
+            ) {
+                let auth = Authenticator::hs256("property-secret");
+                let mut token = auth.mint(&c).unwrap().into_bytes();
+                let i = at.index(token.len());
+                prop_assume!(token[i] != with);
+                token[i] = with;
+                let token = String::from_utf8(token).unwrap();
+                prop_assert_eq!(block_on(auth.verify(&token)).unwrap_err().code(), "unauthorized");
+            }
+
+            #[test]
+            fn another_secret_is_refused(c in claims(), secret in "\\PC{1,20}") {
+                prop_assume!(secret != "property-secret");
+                let token = Authenticator::hs256(&secret).mint(&c).unwrap();
+                let auth = Authenticator::hs256("property-secret");
+                prop_assert_eq!(block_on(auth.verify(&token)).unwrap_err().code(), "unauthorized");
+            }
+
+            #[test]
+            fn garbage_headers_are_refused(h in "\\PC{0,200}") {
+                let auth = Authenticator::hs256("property-secret");
+                prop_assert_eq!(block_on(auth.verify_header(Some(&h))).unwrap_err().code(), "unauthorized");
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ use crate::{
 };
 
 /// One processing attempt of a message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Attempt {
     /// Counts every attempt of the message, across redrives.

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use super::Pool;
 use crate::{domain::TenantId, error::Result};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Applied {
     #[serde(skip)]

@@ -32,6 +32,7 @@ pub const MAX_RETRY_ATTEMPTS: i64 = 100;
 pub const MIN_RETRY_DELAY_MS: i64 = 10;
 pub const MAX_RETRY_DELAY_MS: i64 = 24 * 3_600_000;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct ConsumerConfig {
     pub tenant_id: TenantId,

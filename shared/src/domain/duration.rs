@@ -35,4 +35,34 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #[test]
+            fn number_and_unit(n in prop_oneof![0u64..10_000_000, any::<u64>()], unit in prop::sample::select(vec!["ms", "s", "", "m", "h"]), pad in "[ \\t]{0,2}") {
+                let factor: u64 = match unit { "ms" => 1, "" | "s" => 1_000, "m" => 60_000, _ => 3_600_000 };
+                let parsed = parse_duration(&format!("{pad}{n}{unit}{pad}"));
+                match n.checked_mul(factor) {
+                    Some(ms) => prop_assert_eq!(parsed, Ok(Duration::from_millis(ms))),
+                    None => prop_assert!(parsed.is_err()),
+                }
+            }
+
+            #[test]
+            fn anything_else_is_an_error_not_a_panic(s in "\\PC{0,20}") {
+                let well_formed = {
+                    let t = s.trim();
+                    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                    digits > 0 && ["", "ms", "s", "m", "h"].contains(&t[digits..].trim())
+                };
+                if !well_formed {
+                    prop_assert!(parse_duration(&s).is_err(), "{:?}", s);
+                }
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ use super::{MessageId, QueueName, TenantId};
 use crate::error::Error;
 
 /// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -71,12 +72,14 @@ impl FromStr for MessageStatus {
 }
 
 /// A stored message as the API reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Message {
     pub id: MessageId,
     pub tenant_id: TenantId,
     pub queue_name: String,
     pub status: MessageStatus,
+    /// Any JSON value except null, as published.
     pub message_body: Value,
     pub headers: BTreeMap<String, String>,
     pub attempts: i32,
@@ -124,6 +127,13 @@ impl NewMessage {
                 "message_body is required and must not be null",
             ));
         }
+        if contains_nul(&body) {
+            // PostgreSQL's jsonb cannot store it.
+            return Err(Error::invalid(
+                "invalid_message_body",
+                "message_body must not contain the NUL character (\\u0000)",
+            ));
+        }
         let body_bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.into()))?;
         if body_bytes.len() > max_body_bytes {
             return Err(Error::TooLarge {
@@ -145,6 +155,16 @@ impl NewMessage {
             headers,
             idempotency_key,
         })
+    }
+}
+
+/// True when a string or an object key anywhere in the value holds U+0000.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -224,6 +244,13 @@ mod tests {
             parse(Value::Null, &[]).unwrap_err().code(),
             "invalid_message_body"
         );
+        for nul in [
+            json!("a\u{0}"),
+            json!({"k\u{0}": 1}),
+            json!([{"k": ["\u{0}"]}]),
+        ] {
+            assert_eq!(parse(nul, &[]).unwrap_err().code(), "invalid_message_body");
+        }
     }
 
     #[test]

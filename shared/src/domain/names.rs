@@ -143,4 +143,63 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// The rule, written independently of the parser.
+        fn is_queue_name(s: &str) -> bool {
+            let b = s.as_bytes();
+            (1..=QUEUE_NAME_MAX_LEN).contains(&b.len())
+                && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_".contains(c))
+        }
+
+        proptest! {
+            #[test]
+            fn valid_queue_names_parse_unchanged(s in "[a-z0-9][a-z0-9_-]{0,63}") {
+                let q = QueueName::parse(&s).unwrap();
+                prop_assert_eq!(q.as_str(), s.as_str());
+                prop_assert_eq!(String::from(q.clone()), s.clone());
+                prop_assert_eq!(QueueName::try_from(q.to_string()).unwrap(), q);
+            }
+
+            #[test]
+            fn queue_names_follow_the_rule(s in "\\PC{0,70}|[a-zA-Z0-9._ /*-]{0,70}") {
+                match QueueName::parse(&s) {
+                    Ok(q) => {
+                        prop_assert!(is_queue_name(&s), "accepted {:?}", s);
+                        // No dots: the broker name `tenant.<id>.<queue>` splits back.
+                        prop_assert!(!q.as_str().contains('.'));
+                    }
+                    Err(e) => {
+                        prop_assert!(!is_queue_name(&s), "refused {:?}", s);
+                        prop_assert_eq!(e.code(), "invalid_queue_name");
+                    }
+                }
+            }
+
+            #[test]
+            fn tenant_names_are_trimmed_bounded_and_stable(s in "\\PC{0,120}|[ a-z\\t\\n]{0,110}") {
+                let trimmed = s.trim();
+                let ok = (1..=TENANT_NAME_MAX_LEN).contains(&trimmed.chars().count())
+                    && !trimmed.chars().any(char::is_control);
+                match TenantName::parse(&s) {
+                    Ok(n) => {
+                        prop_assert!(ok, "accepted {:?}", s);
+                        prop_assert_eq!(n.as_str(), trimmed);
+                        // Parsing a parsed name changes nothing.
+                        prop_assert_eq!(TenantName::parse(n.as_str()).unwrap(), n);
+                    }
+                    Err(e) => {
+                        prop_assert!(!ok, "refused {:?}", s);
+                        prop_assert_eq!(e.code(), "invalid_tenant_name");
+                    }
+                }
+            }
+        }
+    }
 }

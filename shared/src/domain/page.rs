@@ -39,6 +39,8 @@ impl PageRequest {
     }
 }
 
+/// One page of a list; `next_cursor` is null on the last page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use super::TenantId;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Tenant {
     pub id: TenantId,
@@ -12,6 +13,7 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {

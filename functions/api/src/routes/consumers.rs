@@ -1,28 +1,25 @@
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, put},
-};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
     consumers::{self, QueueStatus},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
 };
 
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::tenants::TenantPath;
 use crate::{
     error::ApiResult,
     extract::{Caller, JsonBody, PathParams},
     state::ApiState,
 };
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/tenants/{tenant_id}/consumers", get(list))
-        .route(
-            "/tenants/{tenant_id}/consumers/{queue_name}/config",
-            put(configure),
-        )
-        .route("/consumers/status", get(status))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(configure))
+        .routes(routes!(status))
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -30,17 +27,39 @@ fn explicit<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// Fields left out keep their stored value (or the default, for a new queue).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfigRequest {
+pub(crate) struct ConfigRequest {
+    /// 0 to `CONSUMER_MAX_WORKERS`; 0 pauses the queue.
+    #[schema(minimum = 0)]
     workers: i64,
+    #[schema(minimum = 0, maximum = 100)]
     retry_attempts: Option<i64>,
+    #[schema(minimum = 10, maximum = 86_400_000)]
     retry_delay_ms: Option<i64>,
     enabled: Option<bool>,
+    /// An absolute http(s) URL to deliver to; `null` clears it.
     #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>)]
     endpoint_url: Option<Option<String>>,
 }
 
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ConsumerPath {
+    /// The tenant's id (a UUID).
+    tenant_id: uuid::Uuid,
+    /// The queue's name.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    queue_name: String,
+}
+
+/// Configure a queue's consumer; the change is applied without a restart.
+#[utoipa::path(put, path = "/tenants/{tenant_id}/consumers/{queue_name}/config", tag = "consumers",
+    params(ConsumerPath), request_body = ConfigRequest,
+    responses((status = 200, description = "The stored config", body = ConsumerConfig)))]
 async fn configure(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -61,12 +80,14 @@ async fn configure(
     Ok(Json(consumers::configure(&s.ctx, tenant, &update).await?))
 }
 
-#[derive(Serialize)]
-struct StatusList {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusList {
     items: Vec<QueueStatus>,
 }
 
 /// The tenant's queues with config, desired and applied state, and live figures.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/consumers", tag = "consumers", params(TenantPath),
+    responses((status = 200, description = "The tenant's queues", body = StatusList)))]
 async fn list(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -79,6 +100,8 @@ async fn list(
 }
 
 /// Every tenant queue (admin).
+#[utoipa::path(get, path = "/consumers/status", tag = "consumers",
+    responses((status = 200, description = "Every tenant queue", body = StatusList)))]
 async fn status(State(s): State<ApiState>, Caller(caller): Caller) -> ApiResult<Json<StatusList>> {
     caller.require_admin()?;
     let items = consumers::status(&s.ctx, None).await?;

@@ -1,8 +1,4 @@
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Json, extract::State};
 use serde::Deserialize;
 use shared::{
     db::messages::MessageFilter,
@@ -11,27 +7,39 @@ use shared::{
     messages,
 };
 
-use super::tenants::PageQuery;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::tenants::{PageQuery, TenantPath};
 use crate::{
     error::ApiResult,
     extract::{Caller, JsonBody, PathParams, QueryParams},
     state::ApiState,
 };
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/tenants/{tenant_id}/dead-letters", get(list))
-        .route("/tenants/{tenant_id}/dead-letters/redrive", post(redrive))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(redrive))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only dead letters of this queue.
     queue_name: Option<String>,
+    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    #[param(minimum = 1)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List the tenant's dead-lettered messages, oldest first.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/dead-letters", tag = "dead letters",
+    params(TenantPath, ListQuery),
+    responses((status = 200, description = "One page of dead letters", body = Page<Message>)))]
 async fn list(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -58,13 +66,18 @@ async fn list(
 }
 
 /// `{}` redrives every dead letter; `{"queue_name"}` one queue's; `{"message_ids": [...]}` those.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RedriveRequest {
+pub(crate) struct RedriveRequest {
     queue_name: Option<String>,
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     message_ids: Option<Vec<String>>,
 }
 
+/// Send dead letters back to their queues with fresh attempts.
+#[utoipa::path(post, path = "/tenants/{tenant_id}/dead-letters/redrive", tag = "dead letters",
+    params(TenantPath), request_body = RedriveRequest,
+    responses((status = 200, description = "How many were redriven", body = RedriveReport)))]
 async fn redrive(
     State(s): State<ApiState>,
     Caller(caller): Caller,

@@ -1,29 +1,46 @@
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::ApiState;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/health", get(health))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    #[schema(value_type = CheckState)]
     status: &'static str,
     checks: Checks,
 }
 
-#[derive(Serialize)]
-struct Checks {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Checks {
+    #[schema(value_type = CheckState)]
     database: &'static str,
+    #[schema(value_type = CheckState)]
     broker: &'static str,
+}
+
+/// `ok`, or `unavailable` when the dependency does not answer.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum CheckState {
+    Ok,
+    Unavailable,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// 200 when PostgreSQL and RabbitMQ both answer; 503 naming the one that does not.
+#[utoipa::path(get, path = "/health", tag = "operations", responses(
+    (status = 200, description = "Both dependencies answer", body = Health),
+    (status = 503, description = "A dependency does not answer", body = Health)))]
 async fn health(State(s): State<ApiState>) -> (StatusCode, Json<Health>) {
     let db = async {
         let client = s.ctx.db.get().await.ok()?;

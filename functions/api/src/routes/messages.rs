@@ -1,51 +1,62 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
-    domain::{Message, MessageId, Page, TenantId},
+    domain::{Message, MessageId, MessageStatus, Page, TenantId},
     messages::{self, Accepted, PublishItem},
 };
 
-use super::tenants::PageQuery;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::tenants::{MessagePath, PageQuery, TenantPath};
 use crate::{
     error::{ApiResult, ErrorBody, body_of},
     extract::{Caller, JsonBody, PathParams, QueryParams},
     state::ApiState,
 };
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/tenants/{tenant_id}/messages", post(publish).get(list))
-        .route("/tenants/{tenant_id}/messages/batch", post(publish_batch))
-        .route("/tenants/{tenant_id}/messages/{message_id}", get(show))
-        .route(
-            "/tenants/{tenant_id}/messages/{message_id}/attempts",
-            get(attempts),
-        )
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(publish, list))
+        .routes(routes!(publish_batch))
+        .routes(routes!(show))
+        .routes(routes!(attempts))
 }
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PublishRequest {
+pub(crate) struct PublishRequest {
+    /// 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::message_body_schema)]
     message_body: Value,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
 }
 
+/// Publish one message. With an `Idempotency-Key` header, a repeated publish returns the first
+/// message (and the `Idempotent-Replayed: true` header) instead of storing another.
+#[utoipa::path(post, path = "/tenants/{tenant_id}/messages", tag = "messages", params(TenantPath,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "1-255 visible ASCII characters")),
+    request_body = PublishRequest,
+    responses((status = 202, description = "Stored and queued (or to be republished by the outbox relay)",
+        body = Accepted)))]
 async fn publish(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -80,41 +91,58 @@ async fn publish(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// Items are parsed one by one, so a malformed item fails alone.
+    #[schema(value_type = Vec<BatchItem>)]
     messages: Vec<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchItem {
+pub(crate) struct BatchItem {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::message_body_schema)]
     message_body: Value,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
+    /// 1-255 visible ASCII characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
 }
 
-#[derive(Serialize)]
-struct BatchResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchResponse {
     accepted: usize,
     rejected: usize,
+    /// One result per item, in request order.
     results: Vec<BatchResult>,
 }
 
-#[derive(Serialize)]
-struct BatchResult {
-    index: usize,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    message: Option<Accepted>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorBody>,
+/// An item's outcome: the accepted message, or its error.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum BatchResult {
+    Accepted {
+        index: usize,
+        #[serde(flatten)]
+        message: Accepted,
+    },
+    Rejected {
+        index: usize,
+        error: ErrorBody,
+    },
 }
 
+/// Publish up to `MAX_BATCH_SIZE` messages; each item is accepted or rejected on its own.
+#[utoipa::path(post, path = "/tenants/{tenant_id}/messages/batch", tag = "messages",
+    params(TenantPath), request_body = BatchRequest,
+    responses((status = 202, description = "Per-item results", body = BatchResponse)))]
 async fn publish_batch(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -160,20 +188,18 @@ async fn publish_batch(
                 None => outcomes.next().expect("one outcome per parsed item"),
             };
             match outcome {
-                Ok(m) => BatchResult {
+                Ok(message) => BatchResult::Accepted { index, message },
+                Err(e) => BatchResult::Rejected {
                     index,
-                    message: Some(m),
-                    error: None,
-                },
-                Err(e) => BatchResult {
-                    index,
-                    message: None,
-                    error: Some(body_of(&e)),
+                    error: body_of(&e),
                 },
             }
         })
         .collect();
-    let accepted = results.iter().filter(|r| r.message.is_some()).count();
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, BatchResult::Accepted { .. }))
+        .count();
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResponse {
@@ -184,15 +210,26 @@ async fn publish_batch(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only messages in this status.
+    #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
+    /// Only messages of this queue.
     queue_name: Option<String>,
+    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    #[param(minimum = 1)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List the tenant's messages, oldest first, optionally by status and queue.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/messages", tag = "messages",
+    params(TenantPath, ListQuery),
+    responses((status = 200, description = "One page of messages", body = Page<Message>)))]
 async fn list(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -218,6 +255,9 @@ async fn list(
     Ok(Json(messages::list(&s.ctx, tenant, &filter, &page).await?))
 }
 
+/// Get a message with its status.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/messages/{message_id}", tag = "messages",
+    params(MessagePath), responses((status = 200, description = "The message", body = Message)))]
 async fn show(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -229,12 +269,16 @@ async fn show(
     Ok(Json(messages::get(&s.ctx, tenant, id).await?))
 }
 
-#[derive(Serialize)]
-struct AttemptList {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AttemptList {
     message_id: MessageId,
     items: Vec<Attempt>,
 }
 
+/// A message's processing attempts, oldest first.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/messages/{message_id}/attempts", tag = "messages",
+    params(MessagePath),
+    responses((status = 200, description = "The message's attempts", body = AttemptList)))]
 async fn attempts(
     State(s): State<ApiState>,
     Caller(caller): Caller,

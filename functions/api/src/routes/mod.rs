@@ -4,18 +4,19 @@ mod consumers;
 mod dead_letters;
 mod health;
 mod messages;
-mod observability;
+pub(crate) mod observability;
 mod tenants;
 
 use std::time::Duration;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware};
+use axum::{Json, Router, extract::DefaultBodyLimit, middleware};
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::ApiState;
 
@@ -23,14 +24,30 @@ use crate::state::ApiState;
 /// `MESSAGE_MAX_BODY_BYTES`.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
-pub fn router(state: ApiState) -> Router {
-    let config = state.ctx.config.clone();
-    let api = Router::new()
+/// Every documented route: the Router and the OpenAPI paths come from the same list, so a route
+/// cannot go undocumented. (`/metrics` is added by [`router`] at its configured path.)
+pub(crate) fn documented() -> OpenApiRouter<ApiState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(openapi_json))
         .merge(tenants::routes())
         .merge(messages::routes())
         .merge(dead_letters::routes())
         .merge(consumers::routes());
-    let mut app = Router::new().nest("/api/v1", api).merge(health::routes());
+    OpenApiRouter::new()
+        .nest("/api/v1", api)
+        .merge(health::routes())
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+async fn openapi_json() -> Json<&'static serde_json::Value> {
+    Json(crate::openapi::document_json())
+}
+
+pub fn router(state: ApiState) -> Router {
+    let config = state.ctx.config.clone();
+    let (mut app, _) = documented().split_for_parts();
     if config.metrics_enabled {
         app = app.merge(observability::routes(&config.metrics_path));
     }

@@ -18,7 +18,11 @@ pub fn routes(path: &str) -> Router<ApiState> {
     Router::new().route(path, get(render))
 }
 
-async fn render() -> impl IntoResponse {
+/// Prometheus metrics (text exposition format). Served at `METRICS_PATH` when
+/// `METRICS_ENABLED`; inside Lambda metrics go to CloudWatch instead.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub(crate) async fn render() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         shared::metrics::prometheus().render(),

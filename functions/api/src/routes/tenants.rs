@@ -1,9 +1,11 @@
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use shared::{
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
     tenants,
 };
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::ApiResult,
@@ -11,18 +13,23 @@ use crate::{
     state::ApiState,
 };
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/tenants", get(list).post(create))
-        .route("/tenants/{tenant_id}", get(show).delete(deactivate))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, deactivate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(crate) struct CreateTenant {
+    /// 1-100 characters after trimming, no control characters; unique case-insensitively.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
+/// Create a tenant.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, description = "The new tenant", body = Tenant)))]
 async fn create(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -34,10 +41,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    #[param(minimum = 1)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -51,6 +62,9 @@ impl PageQuery {
     }
 }
 
+/// List tenants, oldest first.
+#[utoipa::path(get, path = "/tenants", tag = "tenants", params(PageQuery),
+    responses((status = 200, description = "One page of tenants", body = Page<Tenant>)))]
 async fn list(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -60,6 +74,9 @@ async fn list(
     Ok(Json(tenants::list(&s.ctx, &q.page(&s)?).await?))
 }
 
+/// Get a tenant.
+#[utoipa::path(get, path = "/tenants/{tenant_id}", tag = "tenants", params(TenantPath),
+    responses((status = 200, description = "The tenant", body = Tenant)))]
 async fn show(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -70,6 +87,9 @@ async fn show(
     Ok(Json(tenants::get(&s.ctx, id).await?))
 }
 
+/// Deactivate a tenant: kept with its data, refused for publishing.
+#[utoipa::path(delete, path = "/tenants/{tenant_id}", tag = "tenants", params(TenantPath),
+    responses((status = 200, description = "The deactivated tenant", body = Tenant)))]
 async fn deactivate(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -78,4 +98,25 @@ async fn deactivate(
     caller.require_admin()?;
     let id: TenantId = id.parse()?;
     Ok(Json(tenants::deactivate(&s.ctx, id).await?))
+}
+
+/// The `{tenant_id}` path parameter, for the document (handlers parse it themselves so that a
+/// malformed id gets its own error code).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct TenantPath {
+    /// The tenant's id (a UUID).
+    tenant_id: uuid::Uuid,
+}
+
+/// The `{tenant_id}` and `{message_id}` path parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct MessagePath {
+    /// The tenant's id (a UUID).
+    tenant_id: uuid::Uuid,
+    /// The message's id (a UUID).
+    message_id: uuid::Uuid,
 }

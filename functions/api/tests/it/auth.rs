@@ -193,3 +193,23 @@ async fn health_and_metrics_need_no_token() {
     let text = metrics.text().await.unwrap();
     assert!(text.contains("msgsvc_http_requests_total"), "{text}");
 }
+
+#[tokio::test]
+async fn openapi_document_is_served_without_a_token() {
+    let app = spawn_app().await;
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(&doc.body, api::openapi::document_json());
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc.body, committed, "run `make openapi`");
+    assert!(doc.body["paths"]["/api/v1/tenants/{tenant_id}/messages"]["post"].is_object());
+}
