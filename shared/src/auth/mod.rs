@@ -224,6 +224,7 @@ impl Authenticator {
         }
         validation.set_required_spec_claims(&required);
         validation.leeway = self.leeway;
+        validation.validate_nbf = true;
         if self.issuers.is_empty() {
             validation.iss = None;
         } else {
