@@ -64,6 +64,27 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
     pub max_page_size: u32,
+    /// Per-tenant limits that apply unless the tenant has its own (`PUT .../limits`).
+    pub tenant: TenantLimitDefaults,
+}
+
+/// Environment defaults of the per-tenant limits. 0 means unlimited where noted.
+#[derive(Clone, Debug)]
+pub struct TenantLimitDefaults {
+    /// Messages per second refilled into the tenant's bucket (`TENANT_PUBLISH_RATE`, 0: unlimited).
+    pub publish_rate: f64,
+    /// Bucket size: the most messages published at once (`TENANT_PUBLISH_BURST`).
+    pub publish_burst: u32,
+    /// Queues a tenant may have (`TENANT_MAX_QUEUES`, 0: unlimited).
+    pub max_queues: u32,
+    /// Largest message body (`TENANT_MAX_MESSAGE_BYTES`, default `MESSAGE_MAX_BODY_BYTES`).
+    pub max_message_bytes: u32,
+    /// Unsettled messages (pending, queued, processing, retrying) a tenant may have stored
+    /// (`TENANT_MAX_BACKLOG`, 0: unlimited).
+    pub max_backlog: u64,
+    /// How long an instance keeps a tenant's limits and backlog count before reading them again
+    /// (`TENANT_LIMITS_CACHE_TTL`).
+    pub cache_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +172,20 @@ impl Config {
             return Err(v.error("METRICS_PATH", "must start with /"));
         }
 
+        let max_body_bytes: usize = v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?;
+        let max_page_size: u32 = v.parse("API_MAX_PAGE_SIZE", 500)?;
+        if max_page_size == 0 {
+            return Err(v.error("API_MAX_PAGE_SIZE", "must be at least 1"));
+        }
+        let publish_rate: f64 = v.parse("TENANT_PUBLISH_RATE", 0.0)?;
+        if !publish_rate.is_finite() || publish_rate < 0.0 {
+            return Err(v.error("TENANT_PUBLISH_RATE", "must be 0 (unlimited) or more"));
+        }
+        let publish_burst: u32 = v.parse("TENANT_PUBLISH_BURST", 1000)?;
+        if publish_burst == 0 {
+            return Err(v.error("TENANT_PUBLISH_BURST", "must be at least 1"));
+        }
+
         Ok(Config {
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
@@ -189,9 +224,18 @@ impl Config {
                     .collect::<Result<_, _>>()?,
             },
             limits: Limits {
-                max_body_bytes: v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?,
+                max_body_bytes,
                 max_batch_items: v.parse("MESSAGE_MAX_BATCH_ITEMS", 1000)?,
-                max_page_size: v.parse("API_MAX_PAGE_SIZE", 500)?,
+                max_page_size,
+                tenant: TenantLimitDefaults {
+                    publish_rate,
+                    publish_burst,
+                    max_queues: v.parse("TENANT_MAX_QUEUES", 100)?,
+                    max_message_bytes: v
+                        .parse("TENANT_MAX_MESSAGE_BYTES", max_body_bytes as u32)?,
+                    max_backlog: v.parse("TENANT_MAX_BACKLOG", 1_000_000)?,
+                    cache_ttl: v.duration("TENANT_LIMITS_CACHE_TTL", "2s")?,
+                },
             },
             relay: RelayConfig {
                 enabled: v.parse("RELAY_ENABLED", true)?,

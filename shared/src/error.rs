@@ -35,6 +35,13 @@ pub enum Error {
     Forbidden(String),
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
+    /// Over a per-tenant limit that frees up with time: 429 with `Retry-After`.
+    #[error("{message}")]
+    LimitExceeded {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0} unavailable")]
     Unavailable(Dependency),
     /// Anything else: logged in full, answered opaquely.
@@ -61,7 +68,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
-            Error::TooLarge { code, .. } => code,
+            Error::TooLarge { code, .. } | Error::LimitExceeded { code, .. } => code,
             Error::NotFound("tenant") => "tenant_not_found",
             Error::NotFound("message") => "message_not_found",
             Error::NotFound("consumer") => "consumer_not_found",

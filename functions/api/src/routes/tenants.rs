@@ -1,7 +1,13 @@
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
-use serde::Deserialize;
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
 use shared::{
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
+    limits::{self, LimitOverrides, LimitsView},
     tenants,
 };
 
@@ -15,6 +21,16 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/tenants", get(list).post(create))
         .route("/tenants/{tenant_id}", get(show).delete(deactivate))
+        .route("/tenants/{tenant_id}/limits", put(set_limits))
+}
+
+/// A tenant with its limits in force and its current usage.
+#[derive(Serialize)]
+struct TenantView {
+    #[serde(flatten)]
+    tenant: Tenant,
+    #[serde(flatten)]
+    limits: LimitsView,
 }
 
 #[derive(Deserialize)]
@@ -64,10 +80,24 @@ async fn show(
     State(s): State<ApiState>,
     Caller(caller): Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Tenant>> {
+) -> ApiResult<Json<TenantView>> {
     let id: TenantId = id.parse()?;
     caller.require_tenant(id)?;
-    Ok(Json(tenants::get(&s.ctx, id).await?))
+    let tenant = tenants::get(&s.ctx, id).await?;
+    let limits = limits::view(&s.ctx, id).await?;
+    Ok(Json(TenantView { tenant, limits }))
+}
+
+/// Replaces the tenant's own limits (admin); a null or absent field takes the default.
+async fn set_limits(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(req): JsonBody<LimitOverrides>,
+) -> ApiResult<Json<LimitsView>> {
+    caller.require_admin()?;
+    let id: TenantId = id.parse()?;
+    Ok(Json(limits::set(&s.ctx, id, &req).await?))
 }
 
 async fn deactivate(

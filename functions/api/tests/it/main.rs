@@ -5,5 +5,6 @@ mod auth;
 mod consumers;
 mod faults;
 mod helpers;
+mod limits;
 mod messages;
 mod tenants;
