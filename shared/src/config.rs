@@ -26,6 +26,8 @@ pub struct Config {
     pub server_host: String,
     pub server_port: u16,
     pub jwt_secret: String,
+    /// Verification of identity-provider tokens (RS256/ES256), issuer, audience, claim names.
+    pub jwt: JwtConfig,
     pub consumer: ConsumerDefaults,
     pub limits: Limits,
     pub relay: RelayConfig,
@@ -35,6 +37,38 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub cors_allowed_origins: Vec<String>,
+}
+
+/// How bearer tokens are verified besides HS256 with `JWT_SECRET`. Public keys are not secret,
+/// so `Debug` shows this whole.
+#[derive(Clone, Debug, Default)]
+pub struct JwtConfig {
+    /// Accept HS256 tokens signed with `JWT_SECRET` (`JWT_HS256_ENABLED`; default: only when no
+    /// public key or JWKS is configured).
+    pub hs256_enabled: bool,
+    /// PEM public keys, RSA or EC P-256 (`JWT_PUBLIC_KEYS`: the PEM text, several blocks allowed,
+    /// or a file path).
+    pub public_keys_pem: Option<String>,
+    /// A JWKS document's URL (`JWT_JWKS_URL`), fetched on first use, again after
+    /// `jwks_cache_ttl` and when a token names an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// A JWKS document inline or as a file path (`JWT_JWKS`).
+    pub jwks: Option<String>,
+    pub jwks_cache_ttl: Duration,
+    /// Least time between two fetches triggered by unknown `kid`s (`JWT_JWKS_MIN_REFRESH`).
+    pub jwks_min_refresh: Duration,
+    /// Accepted `iss` values (`JWT_ISSUER`, comma-separated; empty: not checked).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (`JWT_AUDIENCE`, comma-separated; empty: not checked).
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf` (`JWT_LEEWAY`).
+    pub leeway: Duration,
+    /// The claim naming the role (`JWT_ROLE_CLAIM`, default `role`): a string or an array of
+    /// strings (e.g. `cognito:groups`) containing `admin` or `tenant`.
+    pub role_claim: String,
+    /// The claim holding the tenant id (`JWT_TENANT_CLAIM`, default `tenant_id`; e.g.
+    /// `custom:tenant_id` for Cognito).
+    pub tenant_claim: String,
 }
 
 /// Defaults for a tenant queue's consumer, and how the local event source batches.
@@ -186,6 +220,32 @@ impl Config {
             return Err(v.error("TENANT_PUBLISH_BURST", "must be at least 1"));
         }
 
+        let list = |var: &str| -> Vec<String> {
+            v.string(var, "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let public_keys_pem = v.get("JWT_PUBLIC_KEYS");
+        let jwks_url = v.get("JWT_JWKS_URL");
+        let jwks = v.get("JWT_JWKS");
+        let asymmetric = public_keys_pem.is_some() || jwks_url.is_some() || jwks.is_some();
+        let jwt = JwtConfig {
+            hs256_enabled: v.parse("JWT_HS256_ENABLED", !asymmetric)?,
+            public_keys_pem,
+            jwks_url,
+            jwks,
+            jwks_cache_ttl: v.duration("JWT_JWKS_CACHE_TTL", "10m")?,
+            jwks_min_refresh: v.duration("JWT_JWKS_MIN_REFRESH", "30s")?,
+            issuers: list("JWT_ISSUER"),
+            audiences: list("JWT_AUDIENCE"),
+            leeway: v.duration("JWT_LEEWAY", "30s")?,
+            role_claim: v.string("JWT_ROLE_CLAIM", "role"),
+            tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
+        };
+
         Ok(Config {
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
@@ -199,6 +259,7 @@ impl Config {
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,
             jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
+            jwt,
             consumer: ConsumerDefaults {
                 default_workers,
                 max_workers,
@@ -288,6 +349,7 @@ impl std::fmt::Debug for Config {
                 &format_args!("{}:{}", self.server_host, self.server_port),
             )
             .field("jwt_secret", &"[redacted]")
+            .field("jwt", &self.jwt)
             .field("consumer", &self.consumer)
             .field("limits", &self.limits)
             .field("relay", &self.relay)

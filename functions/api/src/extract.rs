@@ -20,7 +20,7 @@ impl FromRequestParts<ApiState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(Caller(state.auth.verify_header(header)?))
+        Ok(Caller(state.auth.verify_header(header).await?))
     }
 }
 

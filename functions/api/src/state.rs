@@ -9,8 +9,16 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// Panics on an unreadable key configuration; `try_new` reports it instead.
     pub fn new(ctx: AppContext) -> Self {
-        let auth = Arc::new(Authenticator::hs256(&ctx.config.jwt_secret));
-        Self { ctx, auth }
+        Self::try_new(ctx).expect("JWT key configuration")
+    }
+
+    pub fn try_new(ctx: AppContext) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::from_config(
+            &ctx.config.jwt_secret,
+            &ctx.config.jwt,
+        )?);
+        Ok(Self { ctx, auth })
     }
 }
