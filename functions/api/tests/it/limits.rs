@@ -210,3 +210,47 @@ async fn only_admins_set_limits_and_bad_values_are_refused() {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn oversized_and_unknown_field_bodies_get_the_json_error_shape() {
+    let app = spawn_app().await;
+    let t = app.create_tenant().await;
+    let path = format!("/api/v1/tenants/{t}/limits");
+    let r = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "max_queues": 1, "colour": "red" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "invalid_json");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{}",
+        r.body
+    );
+    // Past the global body limit, on a route that is not a publish.
+    let huge = "x".repeat(api::routes::MAX_REQUEST_BYTES + 1);
+    let r = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "pad": huge })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert_eq!(r.code(), "payload_too_large");
+    let r = app
+        .get(
+            &format!("/api/v1/tenants/{t}/messages?limit=100000"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
