@@ -349,7 +349,13 @@ impl std::fmt::Debug for Config {
                 &format_args!("{}:{}", self.server_host, self.server_port),
             )
             .field("jwt_secret", &"[redacted]")
-            .field("jwt", &self.jwt)
+            .field(
+                "jwt_jwks_url",
+                &self.jwt.jwks_url.as_deref().map(redact_url),
+            )
+            .field("jwt_hs256_enabled", &self.jwt.hs256_enabled)
+            .field("jwt_issuers", &self.jwt.issuers)
+            .field("jwt_audiences", &self.jwt.audiences)
             .field("consumer", &self.consumer)
             .field("limits", &self.limits)
             .field("relay", &self.relay)
@@ -478,6 +484,33 @@ mod tests {
     }
 
     #[test]
+    fn public_keys_turn_hs256_off_unless_asked_for() {
+        let c = with(&[]).unwrap();
+        assert!(c.jwt.hs256_enabled && c.jwt.jwks_url.is_none());
+        let c = with(&[
+            ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
+            ("JWT_AUDIENCE", "a, b"),
+        ])
+        .unwrap();
+        assert!(!c.jwt.hs256_enabled);
+        assert_eq!(c.jwt.audiences, ["a", "b"]);
+        let c = with(&[("JWT_JWKS", "{}"), ("JWT_HS256_ENABLED", "true")]).unwrap();
+        assert!(c.jwt.hs256_enabled);
+    }
+
+    #[test]
+    fn tenant_limit_defaults() {
+        let c = with(&[("MESSAGE_MAX_BODY_BYTES", "1000")]).unwrap();
+        let t = &c.limits.tenant;
+        assert_eq!(t.publish_rate, 0.0);
+        assert_eq!(t.max_message_bytes, 1000);
+        assert_eq!(t.max_queues, 100);
+        let c = with(&[("TENANT_PUBLISH_RATE", "2.5"), ("TENANT_MAX_BACKLOG", "0")]).unwrap();
+        assert_eq!(c.limits.tenant.publish_rate, 2.5);
+        assert_eq!(c.limits.tenant.max_backlog, 0);
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
             ("SERVER_PORT", "eighty"),
@@ -487,6 +520,10 @@ mod tests {
             ("METRICS_ENABLED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("CONSUMER_RETRY_DELAY", "0s"),
+            ("TENANT_PUBLISH_RATE", "-1"),
+            ("TENANT_PUBLISH_BURST", "0"),
+            ("API_MAX_PAGE_SIZE", "0"),
+            ("JWT_LEEWAY", "soon"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
