@@ -4,7 +4,7 @@
 //!
 //! Cost on the publish path: the tenant's limits come from an in-process cache (one query per
 //! tenant every `TENANT_LIMITS_CACHE_TTL`); a rate limit adds one round trip that refills and
-//! takes tokens on the tenant's own row; the backlog is counted at most once per TTL per tenant
+//! takes tokens on the tenant's own row of an UNLOGGED table (no WAL flush at commit); the backlog is counted at most once per TTL per tenant
 //! and instance (and counted on locally in between). An unlimited setting costs nothing.
 
 use std::{
