@@ -144,10 +144,16 @@ impl LimitsCache {
             .remove(&tenant);
     }
 
+    /// The cached backlog while fresh. When stale, the first caller gets `None` (and counts);
+    /// callers meanwhile keep the old figure, so concurrent publishes do not all count at once.
     fn backlog(&self, tenant: TenantId, ttl: Duration) -> Option<u64> {
-        let entries = self.entries.lock().expect("limits cache lock");
-        let (at, n) = entries.get(&tenant)?.backlog?;
-        (at.elapsed() < ttl).then_some(n)
+        let mut entries = self.entries.lock().expect("limits cache lock");
+        let slot = entries.get_mut(&tenant)?.backlog.as_mut()?;
+        if slot.0.elapsed() < ttl {
+            return Some(slot.1);
+        }
+        slot.0 = Instant::now();
+        None
     }
 
     fn set_backlog(&self, tenant: TenantId, n: u64) {
