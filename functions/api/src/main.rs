@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     shared::db::migrate(&config).await?;
     let addr = format!("{}:{}", config.server_host, config.server_port);
     let ctx = AppContext::new(config, "api")?;
+    let state = ApiState::try_new(ctx.clone())?;
     let relay = ctx
         .config
         .relay
@@ -55,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(ApiState::try_new(ctx.clone())?))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     if let Some(r) = relay {
