@@ -27,7 +27,8 @@ pub struct Config {
     pub server_host: String,
     pub server_port: u16,
     pub jwt_secret: String,
-    pub auth: AuthConfig,
+    /// Verification of identity-provider tokens (RS256/ES256), issuer, audience, claim names.
+    pub jwt: JwtConfig,
     pub consumer: ConsumerDefaults,
     pub limits: Limits,
     pub relay: RelayConfig,
@@ -37,6 +38,38 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub cors_allowed_origins: Vec<String>,
+}
+
+/// How bearer tokens are verified besides HS256 with `JWT_SECRET`. Public keys are not secret,
+/// so `Debug` shows this whole.
+#[derive(Clone, Debug, Default)]
+pub struct JwtConfig {
+    /// Accept HS256 tokens signed with `JWT_SECRET` (`JWT_HS256_ENABLED`; default: only when no
+    /// public key or JWKS is configured).
+    pub hs256_enabled: bool,
+    /// PEM public keys, RSA or EC P-256 (`JWT_PUBLIC_KEYS`: the PEM text, several blocks allowed,
+    /// or a file path).
+    pub public_keys_pem: Option<String>,
+    /// A JWKS document's URL (`JWT_JWKS_URL`), fetched on first use, again after
+    /// `jwks_cache_ttl` and when a token names an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// A JWKS document inline or as a file path (`JWT_JWKS`).
+    pub jwks: Option<String>,
+    pub jwks_cache_ttl: Duration,
+    /// Least time between two fetches triggered by unknown `kid`s (`JWT_JWKS_MIN_REFRESH`).
+    pub jwks_min_refresh: Duration,
+    /// Accepted `iss` values (`JWT_ISSUER`, comma-separated; empty: not checked).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (`JWT_AUDIENCE`, comma-separated; empty: not checked).
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf` (`JWT_LEEWAY`).
+    pub leeway: Duration,
+    /// The claim naming the role (`JWT_ROLE_CLAIM`, default `role`): a string or an array of
+    /// strings (e.g. `cognito:groups`) containing `admin` or `tenant`.
+    pub role_claim: String,
+    /// The claim holding the tenant id (`JWT_TENANT_CLAIM`, default `tenant_id`; e.g.
+    /// `custom:tenant_id` for Cognito).
+    pub tenant_claim: String,
 }
 
 /// Defaults for a tenant queue's consumer, and how the local event source batches.
@@ -66,27 +99,27 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
     pub max_page_size: u32,
+    /// Per-tenant limits that apply unless the tenant has its own (`PUT .../limits`).
+    pub tenant: TenantLimitDefaults,
 }
 
-/// Which tokens the API accepts (`JWT_*`). HS256 with `jwt_secret` is for local use: once
-/// public keys or a JWKS are configured it is off unless `JWT_SECRET` is set explicitly.
+/// Environment defaults of the per-tenant limits. 0 means unlimited where noted.
 #[derive(Clone, Debug)]
-pub struct AuthConfig {
-    pub hs256: bool,
-    /// PEM public keys (RSA for RS256, P-256 for ES256), each with an optional `kid`.
-    pub public_keys: Vec<(Option<String>, std::path::PathBuf)>,
-    /// A JWKS document: an `http(s)://` URL (fetched, cached, refetched for an unknown `kid`) or
-    /// a file path.
-    pub jwks: Option<String>,
-    /// Accepted `iss` values; empty accepts any.
-    pub issuers: Vec<String>,
-    /// Accepted `aud` values; empty skips the check.
-    pub audiences: Vec<String>,
-    pub leeway: Duration,
-    /// The claim holding the role (`admin` or `tenant`; a list of roles works too).
-    pub role_claim: String,
-    /// The claim holding the tenant id of a tenant token.
-    pub tenant_claim: String,
+pub struct TenantLimitDefaults {
+    /// Messages per second refilled into the tenant's bucket (`TENANT_PUBLISH_RATE`, 0: unlimited).
+    pub publish_rate: f64,
+    /// Bucket size: the most messages published at once (`TENANT_PUBLISH_BURST`).
+    pub publish_burst: u32,
+    /// Queues a tenant may have (`TENANT_MAX_QUEUES`, 0: unlimited).
+    pub max_queues: u32,
+    /// Largest message body (`TENANT_MAX_MESSAGE_BYTES`, default `MESSAGE_MAX_BODY_BYTES`).
+    pub max_message_bytes: u32,
+    /// Unsettled messages (pending, queued, processing, retrying) a tenant may have stored
+    /// (`TENANT_MAX_BACKLOG`, 0: unlimited).
+    pub max_backlog: u64,
+    /// How long an instance keeps a tenant's limits and backlog count before reading them again
+    /// (`TENANT_LIMITS_CACHE_TTL`).
+    pub cache_ttl: Duration,
 }
 
 /// TLS to PostgreSQL (`DATABASE_SSLMODE`, `DATABASE_SSLROOTCERT`).
@@ -198,34 +231,6 @@ impl Config {
             return Err(v.error("DATABASE_SSLROOTCERT", "verify-full needs a CA bundle"));
         }
 
-        let list = |var: &str| -> Vec<String> {
-            v.string(var, "")
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        let public_keys = list("JWT_PUBLIC_KEYS")
-            .into_iter()
-            .map(|entry| match entry.split_once('=') {
-                Some((kid, path)) => (Some(kid.to_string()), path.into()),
-                None => (None, entry.into()),
-            })
-            .collect::<Vec<_>>();
-        let jwks = lookup("JWT_JWKS").filter(|s| !s.is_empty());
-        let explicit_secret = lookup("JWT_SECRET").is_some_and(|s| !s.is_empty());
-        let auth = AuthConfig {
-            hs256: explicit_secret || (public_keys.is_empty() && jwks.is_none()),
-            public_keys,
-            jwks,
-            issuers: list("JWT_ISSUER"),
-            audiences: list("JWT_AUDIENCE"),
-            leeway: v.duration("JWT_LEEWAY", "30s")?,
-            role_claim: v.string("JWT_ROLE_CLAIM", "role"),
-            tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
-        };
-
         let log_format = match v
             .string("LOG_FORMAT", if in_lambda { "json" } else { "text" })
             .as_str()
@@ -238,6 +243,46 @@ impl Config {
         if !metrics_path.starts_with('/') {
             return Err(v.error("METRICS_PATH", "must start with /"));
         }
+
+        let max_body_bytes: usize = v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?;
+        let max_page_size: u32 = v.parse("API_MAX_PAGE_SIZE", 500)?;
+        if max_page_size == 0 {
+            return Err(v.error("API_MAX_PAGE_SIZE", "must be at least 1"));
+        }
+        let publish_rate: f64 = v.parse("TENANT_PUBLISH_RATE", 0.0)?;
+        if !publish_rate.is_finite() || publish_rate < 0.0 {
+            return Err(v.error("TENANT_PUBLISH_RATE", "must be 0 (unlimited) or more"));
+        }
+        let publish_burst: u32 = v.parse("TENANT_PUBLISH_BURST", 1000)?;
+        if publish_burst == 0 {
+            return Err(v.error("TENANT_PUBLISH_BURST", "must be at least 1"));
+        }
+
+        let list = |var: &str| -> Vec<String> {
+            v.string(var, "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let public_keys_pem = v.get("JWT_PUBLIC_KEYS");
+        let jwks_url = v.get("JWT_JWKS_URL");
+        let jwks = v.get("JWT_JWKS");
+        let asymmetric = public_keys_pem.is_some() || jwks_url.is_some() || jwks.is_some();
+        let jwt = JwtConfig {
+            hs256_enabled: v.parse("JWT_HS256_ENABLED", !asymmetric)?,
+            public_keys_pem,
+            jwks_url,
+            jwks,
+            jwks_cache_ttl: v.duration("JWT_JWKS_CACHE_TTL", "10m")?,
+            jwks_min_refresh: v.duration("JWT_JWKS_MIN_REFRESH", "30s")?,
+            issuers: list("JWT_ISSUER"),
+            audiences: list("JWT_AUDIENCE"),
+            leeway: v.duration("JWT_LEEWAY", "30s")?,
+            role_claim: v.string("JWT_ROLE_CLAIM", "role"),
+            tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
+        };
 
         Ok(Config {
             database_url,
@@ -253,7 +298,7 @@ impl Config {
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,
             jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
-            auth,
+            jwt,
             consumer: ConsumerDefaults {
                 default_workers,
                 max_workers,
@@ -279,9 +324,18 @@ impl Config {
                     .collect::<Result<_, _>>()?,
             },
             limits: Limits {
-                max_body_bytes: v.parse("MESSAGE_MAX_BODY_BYTES", 256 * 1024)?,
+                max_body_bytes,
                 max_batch_items: v.parse("MESSAGE_MAX_BATCH_ITEMS", 1000)?,
-                max_page_size: v.parse("API_MAX_PAGE_SIZE", 500)?,
+                max_page_size,
+                tenant: TenantLimitDefaults {
+                    publish_rate,
+                    publish_burst,
+                    max_queues: v.parse("TENANT_MAX_QUEUES", 100)?,
+                    max_message_bytes: v
+                        .parse("TENANT_MAX_MESSAGE_BYTES", max_body_bytes as u32)?,
+                    max_backlog: v.parse("TENANT_MAX_BACKLOG", 1_000_000)?,
+                    cache_ttl: v.duration("TENANT_LIMITS_CACHE_TTL", "2s")?,
+                },
             },
             relay: RelayConfig {
                 enabled: v.parse("RELAY_ENABLED", true)?,
@@ -335,7 +389,13 @@ impl std::fmt::Debug for Config {
                 &format_args!("{}:{}", self.server_host, self.server_port),
             )
             .field("jwt_secret", &"[redacted]")
-            .field("auth", &self.auth)
+            .field(
+                "jwt_jwks_url",
+                &self.jwt.jwks_url.as_deref().map(redact_url),
+            )
+            .field("jwt_hs256_enabled", &self.jwt.hs256_enabled)
+            .field("jwt_issuers", &self.jwt.issuers)
+            .field("jwt_audiences", &self.jwt.audiences)
             .field("consumer", &self.consumer)
             .field("limits", &self.limits)
             .field("relay", &self.relay)
@@ -464,6 +524,33 @@ mod tests {
     }
 
     #[test]
+    fn public_keys_turn_hs256_off_unless_asked_for() {
+        let c = with(&[]).unwrap();
+        assert!(c.jwt.hs256_enabled && c.jwt.jwks_url.is_none());
+        let c = with(&[
+            ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
+            ("JWT_AUDIENCE", "a, b"),
+        ])
+        .unwrap();
+        assert!(!c.jwt.hs256_enabled);
+        assert_eq!(c.jwt.audiences, ["a", "b"]);
+        let c = with(&[("JWT_JWKS", "{}"), ("JWT_HS256_ENABLED", "true")]).unwrap();
+        assert!(c.jwt.hs256_enabled);
+    }
+
+    #[test]
+    fn tenant_limit_defaults() {
+        let c = with(&[("MESSAGE_MAX_BODY_BYTES", "1000")]).unwrap();
+        let t = &c.limits.tenant;
+        assert_eq!(t.publish_rate, 0.0);
+        assert_eq!(t.max_message_bytes, 1000);
+        assert_eq!(t.max_queues, 100);
+        let c = with(&[("TENANT_PUBLISH_RATE", "2.5"), ("TENANT_MAX_BACKLOG", "0")]).unwrap();
+        assert_eq!(c.limits.tenant.publish_rate, 2.5);
+        assert_eq!(c.limits.tenant.max_backlog, 0);
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
             ("SERVER_PORT", "eighty"),
@@ -474,6 +561,10 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("CONSUMER_RETRY_DELAY", "0s"),
             ("DATABASE_SSLMODE", "sometimes"),
+            ("TENANT_PUBLISH_RATE", "-1"),
+            ("TENANT_PUBLISH_BURST", "0"),
+            ("API_MAX_PAGE_SIZE", "0"),
+            ("JWT_LEEWAY", "soon"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

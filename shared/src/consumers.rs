@@ -11,7 +11,7 @@ use crate::{
     broker::stats,
     db::{self, consumer_runtime::Applied},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
-    error::Result,
+    error::{Error, Result},
 };
 
 /// The window of the status API's recent figures.
@@ -22,7 +22,13 @@ pub async fn configure(
     tenant: TenantId,
     update: &ConsumerConfigUpdate,
 ) -> Result<ConsumerConfig> {
-    crate::tenants::get(ctx, tenant).await?;
+    let standing = db::limits::standing(&ctx.db, tenant)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
+    let client = ctx.db.get().await?;
+    crate::limits::check_new_queue(&client, tenant, update.queue_name.as_str(), &limits).await?;
+    drop(client);
     let config =
         db::consumer_configs::upsert(&ctx.db, tenant, update, &ctx.config.consumer).await?;
     tracing::info!(tenant_id = %tenant, queue = %config.queue_name, workers = config.workers,

@@ -23,6 +23,8 @@ pub struct AppContext {
     /// Tenant queues whose consumer config is known to exist, so publishing does not upsert it
     /// every time.
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
+    /// Tenants' limits and backlog counts, read from PostgreSQL at most once per TTL.
+    pub limits: Arc<crate::limits::LimitsCache>,
     /// For the RabbitMQ management API.
     pub http: reqwest::Client,
     writers: Arc<std::sync::OnceLock<Writers>>,
@@ -47,6 +49,7 @@ impl AppContext {
             db,
             broker,
             known_queues: Arc::default(),
+            limits: Arc::default(),
             writers: Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))

@@ -9,8 +9,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Dependency {
     Database,
     Broker,
-    /// The JWKS of the configured identity provider.
-    IdentityProvider,
 }
 
 impl fmt::Display for Dependency {
@@ -18,7 +16,6 @@ impl fmt::Display for Dependency {
         f.write_str(match self {
             Dependency::Database => "database",
             Dependency::Broker => "broker",
-            Dependency::IdentityProvider => "identity provider",
         })
     }
 }
@@ -38,6 +35,13 @@ pub enum Error {
     Forbidden(String),
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
+    /// Over a per-tenant limit that frees up with time: 429 with `Retry-After`.
+    #[error("{message}")]
+    LimitExceeded {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0} unavailable")]
     Unavailable(Dependency),
     /// Anything else: logged in full, answered opaquely.
@@ -64,7 +68,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
-            Error::TooLarge { code, .. } => code,
+            Error::TooLarge { code, .. } | Error::LimitExceeded { code, .. } => code,
             Error::NotFound("tenant") => "tenant_not_found",
             Error::NotFound("message") => "message_not_found",
             Error::NotFound("consumer") => "consumer_not_found",
@@ -73,7 +77,6 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Unavailable(Dependency::Database) => "database_unavailable",
             Error::Unavailable(Dependency::Broker) => "broker_unavailable",
-            Error::Unavailable(Dependency::IdentityProvider) => "identity_provider_unavailable",
             Error::Internal(_) => "internal_error",
         }
     }

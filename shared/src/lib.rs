@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod group_commit;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod processing;

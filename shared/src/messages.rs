@@ -14,6 +14,7 @@ use crate::{
     db,
     domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
     error::{Error, Result},
+    limits::EffectiveLimits,
     metrics as m,
 };
 
@@ -39,8 +40,10 @@ pub struct Accepted {
 }
 
 pub async fn publish(ctx: &AppContext, tenant: TenantId, item: PublishItem) -> Result<Accepted> {
-    let msg = validate(ctx, item)?;
-    publish_valid(ctx, tenant, vec![msg])
+    let limits = crate::limits::effective(ctx, tenant).await?;
+    let msg = validate(&limits, item)?;
+    crate::limits::admit_publish(ctx, tenant, &limits, 1).await?;
+    publish_valid(ctx, tenant, &limits, vec![msg])
         .await?
         .pop()
         .expect("one result per message")
@@ -60,11 +63,12 @@ pub async fn publish_batch(
             format!("a batch holds 1 to {max} messages"),
         ));
     }
+    let limits = crate::limits::effective(ctx, tenant).await?;
     let mut results: Vec<Option<Result<Accepted>>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        match validate(ctx, item) {
+        match validate(&limits, item) {
             Ok(msg) => {
                 valid.push(msg);
                 slots.push(i);
@@ -74,9 +78,11 @@ pub async fn publish_batch(
         }
     }
     if !valid.is_empty() {
+        // A batch takes one token per message, all or none.
+        crate::limits::admit_publish(ctx, tenant, &limits, valid.len() as u32).await?;
         for (slot, outcome) in slots
             .into_iter()
-            .zip(publish_valid(ctx, tenant, valid).await?)
+            .zip(publish_valid(ctx, tenant, &limits, valid).await?)
         {
             results[slot] = Some(outcome);
         }
@@ -87,13 +93,13 @@ pub async fn publish_batch(
         .collect())
 }
 
-fn validate(ctx: &AppContext, item: PublishItem) -> Result<NewMessage> {
+fn validate(limits: &EffectiveLimits, item: PublishItem) -> Result<NewMessage> {
     NewMessage::parse(
         &item.queue_name,
         item.message_body,
         item.headers,
         item.idempotency_key,
-        ctx.config.limits.max_body_bytes,
+        limits.max_message_bytes as usize,
     )
 }
 
@@ -102,9 +108,10 @@ fn validate(ctx: &AppContext, item: PublishItem) -> Result<NewMessage> {
 async fn publish_valid(
     ctx: &AppContext,
     tenant: TenantId,
+    limits: &EffectiveLimits,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Result<Accepted>>> {
-    ensure_consumer_configs(ctx, tenant, &messages).await?;
+    ensure_consumer_configs(ctx, tenant, limits, &messages).await?;
 
     let refs: Vec<&NewMessage> = messages.iter().collect();
     let client = ctx.db.get().await?;
@@ -113,6 +120,7 @@ async fn publish_valid(
             .await?
             .into_iter()
             .collect();
+    ctx.limits.add_backlog(tenant, inserted.len() as u64);
     let replays = find_replays(&client, tenant, &messages, &inserted).await?;
     drop(client);
     if inserted.len() + replays.len() < messages.len() {
@@ -201,6 +209,7 @@ fn same_request(prior: &Message, msg: &NewMessage) -> bool {
 async fn ensure_consumer_configs(
     ctx: &AppContext,
     tenant: TenantId,
+    limits: &EffectiveLimits,
     messages: &[NewMessage],
 ) -> Result<()> {
     let unknown: Vec<QueueRef> = {
@@ -222,6 +231,7 @@ async fn ensure_consumer_configs(
     crate::tenants::get_active(ctx, tenant).await?;
     let client = ctx.db.get().await?;
     for q in &unknown {
+        crate::limits::check_new_queue(&client, tenant, q.queue_name.as_str(), limits).await?;
         db::consumer_configs::ensure_default(&client, tenant, &q.queue_name, &ctx.config.consumer)
             .await?;
     }

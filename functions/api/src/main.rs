@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     telemetry::init(&config);
-    if config.jwt_secret == DEV_JWT_SECRET {
+    if config.jwt.hs256_enabled && config.jwt_secret == DEV_JWT_SECRET {
         tracing::warn!("JWT_SECRET is the development default; set it outside local development");
     }
     if shared::running_in_lambda() {
@@ -39,15 +39,19 @@ async fn main() -> anyhow::Result<()> {
         }
         let ctx = AppContext::new(config, "api-lambda")?;
         ctx.warm_up().await;
-        return shared::metrics::emf_lambda::service::run_http(emf, router(ApiState::new(ctx)?))
-            .await
-            .map_err(|e| anyhow::anyhow!(e));
+        return shared::metrics::emf_lambda::service::run_http(
+            emf,
+            router(ApiState::try_new(ctx)?),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e));
     }
 
     shared::db::ensure_database(&config).await?;
     shared::db::migrate(&config).await?;
     let addr = format!("{}:{}", config.server_host, config.server_port);
     let ctx = AppContext::new(config, "api")?;
+    let state = ApiState::try_new(ctx.clone())?;
     let relay = ctx
         .config
         .relay
@@ -58,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(ApiState::new(ctx.clone())?))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     if let Some(r) = relay {

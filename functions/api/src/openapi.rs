@@ -112,6 +112,27 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         413,
         "message_body is larger than MESSAGE_MAX_BODY_BYTES",
     ),
+    ("invalid_limits", 400, "a tenant limit is out of range"),
+    (
+        "batch_exceeds_burst",
+        400,
+        "a batch holds more messages than the tenant's publish burst; split it",
+    ),
+    (
+        "queue_limit_reached",
+        409,
+        "a new queue would exceed the tenant's max_queues",
+    ),
+    (
+        "rate_limited",
+        429,
+        "the tenant's publish rate is exceeded; retry after `Retry-After`",
+    ),
+    (
+        "backlog_limit_reached",
+        429,
+        "the tenant's stored backlog is at max_backlog; retry after `Retry-After`",
+    ),
     (
         "internal_error",
         500,
@@ -126,11 +147,6 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "broker_unavailable",
         503,
         "RabbitMQ does not answer; retry after `Retry-After`",
-    ),
-    (
-        "identity_provider_unavailable",
-        503,
-        "the JWKS of the configured identity provider cannot be fetched",
     ),
 ];
 
@@ -172,10 +188,16 @@ pub const ROUTES: &[(&str, &str, Access, &[u16])] = &[
         &[400, 401, 403, 404, 500, 503],
     ),
     (
+        "put",
+        "/api/v1/tenants/{tenant_id}/limits",
+        Admin,
+        &[400, 401, 403, 404, 413, 500, 503],
+    ),
+    (
         "post",
         "/api/v1/tenants/{tenant_id}/messages",
         Tenant,
-        &[400, 401, 403, 404, 409, 413, 500, 503],
+        &[400, 401, 403, 404, 409, 413, 429, 500, 503],
     ),
     (
         "get",
@@ -187,7 +209,7 @@ pub const ROUTES: &[(&str, &str, Access, &[u16])] = &[
         "post",
         "/api/v1/tenants/{tenant_id}/messages/batch",
         Tenant,
-        &[400, 401, 403, 404, 409, 413, 500, 503],
+        &[400, 401, 403, 404, 409, 413, 429, 500, 503],
     ),
     (
         "get",
@@ -223,7 +245,7 @@ pub const ROUTES: &[(&str, &str, Access, &[u16])] = &[
         "put",
         "/api/v1/tenants/{tenant_id}/consumers/{queue_name}/config",
         Tenant,
-        &[400, 401, 403, 404, 413, 500, 503],
+        &[400, 401, 403, 404, 409, 413, 500, 503],
     ),
     (
         "get",
@@ -447,7 +469,7 @@ fn error_response(status: u16) -> Response {
                     .build(),
             )
         }
-        503 => {
+        429 | 503 => {
             response = response.header(
                 "Retry-After",
                 HeaderBuilder::new()

@@ -9,9 +9,16 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// Fails when configured key files cannot be read.
-    pub fn new(ctx: AppContext) -> anyhow::Result<Self> {
-        let auth = Arc::new(Authenticator::from_config(&ctx.config, ctx.http.clone())?);
+    /// Panics on an unreadable key configuration; `try_new` reports it instead.
+    pub fn new(ctx: AppContext) -> Self {
+        Self::try_new(ctx).expect("JWT key configuration")
+    }
+
+    pub fn try_new(ctx: AppContext) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::from_config(
+            &ctx.config.jwt_secret,
+            &ctx.config.jwt,
+        )?);
         Ok(Self { ctx, auth })
     }
 }

@@ -1,7 +1,8 @@
 use axum::{Json, extract::State, http::StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::{
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
+    limits::{self, LimitOverrides, LimitsView},
     tenants,
 };
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +18,16 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, deactivate))
+        .routes(routes!(set_limits))
+}
+
+/// A tenant with its limits in force and its current usage.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantView {
+    #[serde(flatten)]
+    tenant: Tenant,
+    #[serde(flatten)]
+    limits: LimitsView,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -76,15 +87,32 @@ async fn list(
 
 /// Get a tenant.
 #[utoipa::path(get, path = "/tenants/{tenant_id}", tag = "tenants", params(TenantPath),
-    responses((status = 200, description = "The tenant", body = Tenant)))]
+    responses((status = 200, description = "The tenant, its limits in force, its own overrides and its usage", body = TenantView)))]
 async fn show(
     State(s): State<ApiState>,
     Caller(caller): Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Tenant>> {
+) -> ApiResult<Json<TenantView>> {
     let id: TenantId = id.parse()?;
     caller.require_tenant(id)?;
-    Ok(Json(tenants::get(&s.ctx, id).await?))
+    let tenant = tenants::get(&s.ctx, id).await?;
+    let limits = limits::view(&s.ctx, id).await?;
+    Ok(Json(TenantView { tenant, limits }))
+}
+
+/// Replace the tenant's own limits (admin); a null or absent field takes the default.
+#[utoipa::path(put, path = "/tenants/{tenant_id}/limits", tag = "tenants", params(TenantPath),
+    request_body = LimitOverrides,
+    responses((status = 200, description = "The tenant's limits now", body = LimitsView)))]
+async fn set_limits(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(req): JsonBody<LimitOverrides>,
+) -> ApiResult<Json<LimitsView>> {
+    caller.require_admin()?;
+    let id: TenantId = id.parse()?;
+    Ok(Json(limits::set(&s.ctx, id, &req).await?))
 }
 
 /// Deactivate a tenant: kept with its data, refused for publishing.

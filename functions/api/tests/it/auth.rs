@@ -59,7 +59,53 @@ fn admin_routes(t: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/api/v1/tenants".into(), None),
         (Method::DELETE, format!("/api/v1/tenants/{t}"), None),
         (Method::GET, "/api/v1/consumers/status".into(), None),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{t}/limits"),
+            Some(json!({ "max_queues": 1000 })),
+        ),
     ]
+}
+
+/// The token with one byte of its signature changed.
+fn flip_signature_byte(token: &str) -> String {
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = sig.as_bytes().to_vec();
+    sig[4] = if sig[4] == b'A' { b'B' } else { b'A' };
+    format!("{head}.{}", String::from_utf8(sig).unwrap())
+}
+
+/// The token's claims under `{"alg":"none"}` and no signature.
+fn alg_none(token: &str) -> String {
+    use base64::Engine;
+    let header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let payload = token.split('.').nth(1).unwrap();
+    format!("{header}.{payload}.")
+}
+
+/// Every route refuses each token with 401 `unauthorized` and names no tenant data.
+async fn assert_all_unauthorized(
+    app: &TestApp,
+    routes: &[(Method, String, Option<Value>)],
+    tokens: &[(Option<&str>, &str)],
+    secret: &str,
+) {
+    for (token, what) in tokens {
+        for (method, path, body) in routes {
+            let r = app.call(method.clone(), path, *token, body.clone()).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{what}: {method} {path}"
+            );
+            assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+            assert!(
+                !r.body.to_string().contains(secret),
+                "{what}: {method} {path}"
+            );
+        }
+    }
 }
 
 async fn tenant_with_message(app: &TestApp) -> (String, String) {
@@ -148,25 +194,19 @@ async fn missing_expired_and_tampered_tokens_are_unauthorized() {
         parts[1] = admin_payload;
         parts.join(".")
     };
-    let tokens: [(Option<&str>, &str); 4] = [
-        (None, "none"),
+    let flipped = flip_signature_byte(&app.tenant_token(&a));
+    let unsigned = alg_none(&app.admin);
+    let tokens = [
+        (None, "no token"),
         (Some(expired.as_str()), "expired"),
-        (Some(tampered.as_str()), "tampered"),
+        (Some(tampered.as_str()), "payload swapped"),
+        (Some(flipped.as_str()), "signature byte flipped"),
+        (Some(unsigned.as_str()), "alg none"),
         (Some("garbage"), "garbage"),
     ];
     let mut routes = tenant_routes(&a, &ma);
     routes.extend(admin_routes(&a));
-    for (token, what) in tokens {
-        for (method, path, body) in &routes {
-            let r = app.call(method.clone(), path, token, body.clone()).await;
-            assert_eq!(
-                (r.status, r.code()),
-                (StatusCode::UNAUTHORIZED, "unauthorized"),
-                "{what}: {method} {path}"
-            );
-            assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
-        }
-    }
+    assert_all_unauthorized(&app, &routes, &tokens, &ma).await;
     // Nothing was written by any refused call.
     let list = app
         .get(&format!("/api/v1/tenants/{a}/messages"), &app.admin)
@@ -212,4 +252,93 @@ async fn openapi_document_is_served_without_a_token() {
     .unwrap();
     assert_eq!(doc.body, committed, "run `make openapi`");
     assert!(doc.body["paths"]["/api/v1/tenants/{tenant_id}/messages"]["post"].is_object());
+}
+
+/// With RS256 configured: another tenant's token is 403 everywhere, and expired, tampered,
+/// alg-none and HS256 tokens "signed" with the public key are 401 everywhere.
+#[tokio::test]
+async fn rs256_isolation_matrix() {
+    use crate::jwt::{RSA1, RSA1_PUB, sign, spawn_rs256, tenant_claims};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let app = spawn_rs256(None, Some(RSA1_PUB)).await;
+    let key = EncodingKey::from_rsa_pem(RSA1.as_bytes()).unwrap();
+    let admin = sign(
+        Algorithm::RS256,
+        &key,
+        None,
+        tenant_claims(
+            "",
+            serde_json::json!({ "role": "admin", "tenant_id": null }),
+        ),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .post(
+                "/api/v1/tenants",
+                &admin,
+                json!({ "name": shared::testkit::unique("rs") }),
+            )
+            .await;
+        let t = r.body["id"].as_str().unwrap().to_string();
+        let m = app
+            .post(
+                &format!("/api/v1/tenants/{t}/messages"),
+                &admin,
+                json!({ "queue_name": "q", "message_body": { "secret": t } }),
+            )
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push((t, m));
+    }
+    let ((a, ma), (b, _)) = (ids[0].clone(), ids[1].clone());
+    let token_b = sign(Algorithm::RS256, &key, None, tenant_claims(&b, json!({})));
+    let mut routes = tenant_routes(&a, &ma);
+    for (method, path, body) in &routes {
+        let r = app
+            .call(method.clone(), path, Some(&token_b), body.clone())
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{method} {path}"
+        );
+        assert!(
+            !r.body.to_string().contains(&a),
+            "no data of tenant A leaks"
+        );
+    }
+    routes.extend(admin_routes(&a));
+    let own_a = sign(Algorithm::RS256, &key, None, tenant_claims(&a, json!({})));
+    let expired = sign(
+        Algorithm::RS256,
+        &key,
+        None,
+        tenant_claims(&a, json!({ "exp": chrono::Utc::now().timestamp() - 3600 })),
+    );
+    // The classic confusion attack: HS256 with the public key as the shared secret.
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &tenant_claims(&a, json!({ "role": "admin" })),
+        &EncodingKey::from_secret(RSA1_PUB.as_bytes()),
+    )
+    .unwrap();
+    let flipped = flip_signature_byte(&own_a);
+    let unsigned = alg_none(&admin);
+    let tokens = [
+        (None, "no token"),
+        (Some(expired.as_str()), "expired"),
+        (Some(flipped.as_str()), "signature byte flipped"),
+        (Some(unsigned.as_str()), "alg none"),
+        (Some(confused.as_str()), "HS256 signed with the public key"),
+    ];
+    assert_all_unauthorized(&app, &routes, &tokens, &ma).await;
+    // Tenant A's own token still works, and A's data is intact.
+    let r = app
+        .get(&format!("/api/v1/tenants/{a}/messages/{ma}"), &own_a)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

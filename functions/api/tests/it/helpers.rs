@@ -40,7 +40,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let ctx = AppContext::new(config, "api-test").expect("context");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = api::router(api::ApiState::new(ctx.clone()).expect("auth configuration"));
+    let router = api::router(api::ApiState::new(ctx.clone()));
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });

@@ -5,5 +5,7 @@ mod auth;
 mod consumers;
 mod faults;
 mod helpers;
+mod jwt;
+mod limits;
 mod messages;
 mod tenants;
