@@ -56,7 +56,8 @@ pub(crate) struct PublishRequest {
             description = "1-255 visible ASCII characters")),
     request_body = PublishRequest,
     responses((status = 202, description = "Stored and queued (or to be republished by the outbox relay)",
-        body = Accepted)))]
+        body = Accepted, headers(("Idempotent-Replayed" = String,
+            description = "`true` when an earlier message with this key is returned")))))]
 async fn publish(
     State(s): State<ApiState>,
     Caller(caller): Caller,
