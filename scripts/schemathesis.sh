@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 port="${FUZZ_PORT:-18080}"
 db_name="${FUZZ_DATABASE:-msgsvc_schemathesis}"
 max_time="${FUZZ_MAX_TIME:-60}"
+checks="${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
 base="http://127.0.0.1:$port"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db_name"
 export SERVER_HOST=127.0.0.1 SERVER_PORT="$port"
@@ -87,7 +88,7 @@ for who in admin tenant; do
   "$st/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $token" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks "$checks" \
     --phases examples,coverage,fuzzing \
     --max-time "$max_time" \
     --workers 2 \

@@ -42,7 +42,7 @@ pub(crate) struct PublishRequest {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema)]
+    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
     #[schema(schema_with = crate::openapi::headers_schema)]
@@ -95,8 +95,9 @@ async fn publish(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
-    /// Items are parsed one by one, so a malformed item fails alone.
-    #[schema(value_type = Vec<BatchItem>)]
+    /// 1 to `MESSAGE_MAX_BATCH_ITEMS` (1000 by default). Items are parsed one by one, so a
+    /// malformed item fails alone.
+    #[schema(value_type = Vec<BatchItem>, min_items = 1)]
     messages: Vec<Value>,
 }
 
@@ -106,7 +107,7 @@ pub(crate) struct BatchItem {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema)]
+    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
     #[schema(schema_with = crate::openapi::headers_schema)]
@@ -156,7 +157,7 @@ async fn publish_batch(
     let mut parse_errors: Vec<Option<Error>> = Vec::with_capacity(req.messages.len());
     let mut items = Vec::new();
     for raw in req.messages {
-        match serde_json::from_value::<BatchItem>(raw) {
+        match crate::extract::from_json_object::<BatchItem>(raw) {
             Ok(item) => {
                 parse_errors.push(None);
                 items.push(PublishItem {
@@ -166,7 +167,7 @@ async fn publish_batch(
                     idempotency_key: item.idempotency_key,
                 });
             }
-            Err(e) => parse_errors.push(Some(Error::invalid("invalid_json", e.to_string()))),
+            Err(e) => parse_errors.push(Some(e)),
         }
     }
     let mut outcomes = if items.is_empty() {

@@ -144,14 +144,15 @@ async fn batch_with_good_and_bad_items() {
                 { "queue_name": "jobs" },
                 "not an object",
                 { "queue_name": "jobs", "message_body": {"n": 3}, "idempotency_key": "k3" },
+                ["jobs", {"n": 7}],
             ]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     assert_eq!(r.body["accepted"], 3);
-    assert_eq!(r.body["rejected"], 3);
+    assert_eq!(r.body["rejected"], 4);
     let results = r.body["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 7);
     for (i, res) in results.iter().enumerate() {
         assert_eq!(res["index"], i);
     }
@@ -163,6 +164,8 @@ async fn batch_with_good_and_bad_items() {
     // A repeated key inside the batch refers to the same message.
     assert_eq!(results[5]["id"], results[2]["id"]);
     assert_eq!(results[5]["idempotent_replay"], true);
+    // An item is an object, not an array of its fields.
+    assert_eq!(results[6]["error"]["code"], "invalid_json");
 
     let stored = app
         .get(
@@ -231,6 +234,8 @@ async fn publish_validation_errors() {
             StatusCode::BAD_REQUEST,
             "invalid_message_body",
         ),
+        // Found by schemathesis: serde reads a struct from an array of its fields.
+        (json!(["q", 1]), StatusCode::BAD_REQUEST, "invalid_json"),
         // Found by schemathesis: PostgreSQL's jsonb refuses U+0000 (it was a 500).
         (
             json!({ "queue_name": "q", "message_body": {"k\u{0}": "v\u{0}"} }),
