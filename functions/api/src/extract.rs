@@ -24,19 +24,31 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
-/// A JSON body; malformed JSON, wrong types and unknown fields are 400 `invalid_json`, an
-/// oversized body 413 `payload_too_large`.
+/// A JSON object body; malformed JSON, wrong types, unknown fields and any other top-level
+/// value are 400 `invalid_json`, an oversized body 413 `payload_too_large`.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => Err(ApiError(json_error(rejection))),
-        }
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(ApiError(json_error(rejection))),
+        };
+        // serde would read a struct from an array of its fields in order (`[null]`), which no
+        // client means; only an object is a request body here.
+        from_json_object(value).map(JsonBody).map_err(ApiError)
     }
+}
+
+/// Reads a JSON object into `T`; any other value, or an object of the wrong shape, is
+/// `invalid_json`.
+pub fn from_json_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    if !value.is_object() {
+        return Err(Error::invalid("invalid_json", "expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Error::invalid("invalid_json", e.to_string()))
 }
 
 fn json_error(rejection: JsonRejection) -> Error {

@@ -42,7 +42,7 @@ pub(crate) struct PublishRequest {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema)]
+    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
     #[schema(schema_with = crate::openapi::headers_schema)]
@@ -56,7 +56,8 @@ pub(crate) struct PublishRequest {
             description = "1-255 visible ASCII characters")),
     request_body = PublishRequest,
     responses((status = 202, description = "Stored and queued (or to be republished by the outbox relay)",
-        body = Accepted)))]
+        body = Accepted, headers(("Idempotent-Replayed" = String,
+            description = "`true` when an earlier message with this key is returned")))))]
 async fn publish(
     State(s): State<ApiState>,
     Caller(caller): Caller,
@@ -94,8 +95,9 @@ async fn publish(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
-    /// Items are parsed one by one, so a malformed item fails alone.
-    #[schema(value_type = Vec<BatchItem>)]
+    /// 1 to `MESSAGE_MAX_BATCH_ITEMS` (1000 by default). Items are parsed one by one, so a
+    /// malformed item fails alone.
+    #[schema(value_type = Vec<BatchItem>, min_items = 1)]
     messages: Vec<Value>,
 }
 
@@ -105,7 +107,7 @@ pub(crate) struct BatchItem {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema)]
+    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
     #[schema(schema_with = crate::openapi::headers_schema)]
@@ -155,7 +157,7 @@ async fn publish_batch(
     let mut parse_errors: Vec<Option<Error>> = Vec::with_capacity(req.messages.len());
     let mut items = Vec::new();
     for raw in req.messages {
-        match serde_json::from_value::<BatchItem>(raw) {
+        match crate::extract::from_json_object::<BatchItem>(raw) {
             Ok(item) => {
                 parse_errors.push(None);
                 items.push(PublishItem {
@@ -165,7 +167,7 @@ async fn publish_batch(
                     idempotency_key: item.idempotency_key,
                 });
             }
-            Err(e) => parse_errors.push(Some(Error::invalid("invalid_json", e.to_string()))),
+            Err(e) => parse_errors.push(Some(e)),
         }
     }
     let mut outcomes = if items.is_empty() {

@@ -144,14 +144,15 @@ async fn batch_with_good_and_bad_items() {
                 { "queue_name": "jobs" },
                 "not an object",
                 { "queue_name": "jobs", "message_body": {"n": 3}, "idempotency_key": "k3" },
+                ["jobs", {"n": 7}],
             ]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     assert_eq!(r.body["accepted"], 3);
-    assert_eq!(r.body["rejected"], 3);
+    assert_eq!(r.body["rejected"], 4);
     let results = r.body["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 7);
     for (i, res) in results.iter().enumerate() {
         assert_eq!(res["index"], i);
     }
@@ -163,6 +164,8 @@ async fn batch_with_good_and_bad_items() {
     // A repeated key inside the batch refers to the same message.
     assert_eq!(results[5]["id"], results[2]["id"]);
     assert_eq!(results[5]["idempotent_replay"], true);
+    // An item is an object, not an array of its fields.
+    assert_eq!(results[6]["error"]["code"], "invalid_json");
 
     let stored = app
         .get(
@@ -231,6 +234,8 @@ async fn publish_validation_errors() {
             StatusCode::BAD_REQUEST,
             "invalid_message_body",
         ),
+        // Found by schemathesis: serde reads a struct from an array of its fields.
+        (json!(["q", 1]), StatusCode::BAD_REQUEST, "invalid_json"),
         // Found by schemathesis: PostgreSQL's jsonb refuses U+0000 (it was a 500).
         (
             json!({ "queue_name": "q", "message_body": {"k\u{0}": "v\u{0}"} }),
@@ -369,4 +374,28 @@ async fn messages_page_newest_first_with_filters() {
     assert_eq!(completed.body["items"].as_array().unwrap().len(), 0);
     let ids: HashSet<_> = listed.into_iter().collect();
     assert_eq!(ids.len(), 7);
+}
+
+/// Found by schemathesis: jsonb prints 1.7976931348623157e308 as 309 digits, which serde_json's
+/// default (lossy) float parser refused when the message was read back (a dropped connection).
+#[tokio::test]
+async fn extreme_numbers_are_read_back() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let body = json!({"max": f64::MAX, "min": -f64::MAX, "tiny": 5e-324, "big": u64::MAX, "neg": i64::MIN});
+    let published = app.publish(&tenant, "numbers", body.clone()).await;
+    assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.body);
+    let id = published.body["id"].as_str().unwrap();
+    let stored = app
+        .get(
+            &format!("/api/v1/tenants/{tenant}/messages/{id}"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    assert_eq!(stored.body["message_body"], body);
+    let list = app
+        .get(&format!("/api/v1/tenants/{tenant}/messages"), &app.admin)
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
 }
