@@ -262,7 +262,7 @@ impl Provisioner {
                 .event_source_mappings
                 .unwrap_or_default()
                 .into_iter()
-                .find(|m| m.queues().iter().any(|q| *q == queue));
+                .find(|m| m.queues().contains(&queue));
             let uuid = match existing.and_then(|m| m.uuid) {
                 Some(uuid) => {
                     self.lambda
