@@ -38,6 +38,31 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub cors_allowed_origins: Vec<String>,
+    pub control: ControlConfig,
+}
+
+/// Where tenant capacity and consumer mappings are applied (see `control_plane`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlPlaneKind {
+    /// In process: broker topology and the local event source's per-tenant concurrency.
+    Local,
+    /// Jobs on SQS, executed by the provisioner function with the Lambda API.
+    Aws,
+}
+
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    pub kind: ControlPlaneKind,
+    /// The SQS queue of control jobs (`CONTROL_QUEUE_URL`; required when `CONTROL_PLANE=aws`).
+    pub queue_url: Option<String>,
+    /// The consumer function tenant functions are cloned from.
+    pub function_template: String,
+    /// Tenant function name = prefix + tenant id.
+    pub function_prefix: String,
+    pub mq_broker_arn: Option<String>,
+    pub mq_secret_arn: Option<String>,
+    /// Reserved concurrency of a tenant without a capacity of its own.
+    pub default_tenant_concurrency: u32,
 }
 
 /// How bearer tokens are verified besides HS256 with `JWT_SECRET`. Public keys are not secret,
@@ -284,7 +309,31 @@ impl Config {
             tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
         };
 
+        let control_kind = match v.string("CONTROL_PLANE", "local").as_str() {
+            "local" => ControlPlaneKind::Local,
+            "aws" => ControlPlaneKind::Aws,
+            _ => return Err(v.error("CONTROL_PLANE", "must be local or aws")),
+        };
+        let control_queue_url = v.get("CONTROL_QUEUE_URL");
+        if control_kind == ControlPlaneKind::Aws && control_queue_url.is_none() {
+            return Err(v.error("CONTROL_QUEUE_URL", "required when CONTROL_PLANE=aws"));
+        }
+        let function_prefix = v.string("TENANT_FUNCTION_PREFIX", "msgsvc-tenant-");
+        // Lambda names are at most 64 characters; a tenant id takes 36.
+        if function_prefix.len() > 28 {
+            return Err(v.error("TENANT_FUNCTION_PREFIX", "must be at most 28 characters"));
+        }
+
         Ok(Config {
+            control: ControlConfig {
+                kind: control_kind,
+                queue_url: control_queue_url,
+                function_template: v.string("TENANT_FUNCTION_TEMPLATE", "consumer"),
+                function_prefix,
+                mq_broker_arn: v.get("MQ_BROKER_ARN"),
+                mq_secret_arn: v.get("MQ_SECRET_ARN"),
+                default_tenant_concurrency: v.parse("DEFAULT_TENANT_CONCURRENCY", 2)?,
+            },
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
             database_tls,
@@ -402,6 +451,7 @@ impl std::fmt::Debug for Config {
             .field("webhook", &self.webhook)
             .field("metrics_enabled", &self.metrics_enabled)
             .field("log_level", &self.log_level)
+            .field("control", &self.control)
             .finish_non_exhaustive()
     }
 }
@@ -490,6 +540,10 @@ mod tests {
         assert_eq!(c.consumer.retry_delay, Duration::from_secs(5));
         assert_eq!(c.limits.max_body_bytes, 262_144);
         assert_eq!(c.database_name(), Some("msgsvc"));
+        assert_eq!(c.control.kind, ControlPlaneKind::Local);
+        assert_eq!(c.control.default_tenant_concurrency, 2);
+        let err = with(&[("CONTROL_PLANE", "aws")]).unwrap_err();
+        assert_eq!(err.var, "CONTROL_QUEUE_URL");
     }
 
     #[test]
@@ -565,6 +619,8 @@ mod tests {
             ("TENANT_PUBLISH_BURST", "0"),
             ("API_MAX_PAGE_SIZE", "0"),
             ("JWT_LEEWAY", "soon"),
+            ("CONTROL_PLANE", "cloud"),
+            ("DEFAULT_TENANT_CONCURRENCY", "-1"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -9,7 +9,11 @@ use serde::Serialize;
 use crate::{
     AppContext,
     broker::stats,
-    db::{self, consumer_runtime::Applied},
+    db::{
+        self,
+        consumer_runtime::Applied,
+        control_state::{Capacity, Mapping},
+    },
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
     error::{Error, Result},
 };
@@ -45,6 +49,11 @@ pub struct QueueStatus {
     pub config: ConsumerConfig,
     /// What a consumer applied (absent until one has).
     pub applied: Option<Applied>,
+    /// The tenant's capacity: desired and applied reserved concurrency (absent until set or
+    /// applied by the control plane).
+    pub capacity: Option<Capacity>,
+    /// The queue's event source mapping as the control plane last applied it.
+    pub mapping: Option<Mapping>,
     /// Messages being processed right now.
     pub busy_workers: i64,
     /// Messages by status, completed ones excepted.
@@ -84,11 +93,18 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
         }
         None => db::consumer_configs::list_all(&ctx.db).await?,
     };
-    let (figures, applied, depths) = tokio::join!(
+    let (figures, applied, depths, capacities, mappings) = tokio::join!(
         db::queue_stats::figures(&ctx.db, tenant, RECENT_WINDOW_SECS),
         db::consumer_runtime::list(&ctx.db, tenant),
         broker_depths(ctx),
+        db::control_state::list(&ctx.db, tenant),
+        db::control_state::list_mappings(&ctx.db, tenant),
     );
+    let capacities: HashMap<_, _> = capacities?.into_iter().map(|c| (c.tenant_id, c)).collect();
+    let mut mappings: HashMap<_, _> = mappings?
+        .into_iter()
+        .map(|m| ((m.tenant_id, m.queue_name.clone()), m))
+        .collect();
     let mut figures = figures?;
     let mut applied: HashMap<_, _> = applied?
         .into_iter()
@@ -107,6 +123,8 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
                 tenant_id: config.tenant_id,
                 queue_name: config.queue_name.clone(),
                 applied: applied.remove(&key),
+                capacity: capacities.get(&config.tenant_id).cloned(),
+                mapping: mappings.remove(&key),
                 busy_workers: f.by_status.get("processing").copied().unwrap_or(0),
                 broker: depths
                     .as_ref()

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod consumers;
 pub mod context;
+pub mod control_plane;
 pub mod db;
 pub mod dead_letters;
 pub mod delivery;

@@ -48,3 +48,37 @@ pub async fn deactivate(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
         .await?
         .ok_or(Error::NotFound("tenant"))
 }
+
+/// Largest reserved concurrency an admin may ask for (Lambda's default account limit).
+pub const MAX_CAPACITY: i64 = 1000;
+
+/// Stores the tenant's capacity (reserved concurrency of its consumers; `None`: the default).
+/// The caller then asks the control plane to apply it.
+pub async fn set_capacity(
+    ctx: &AppContext,
+    id: TenantId,
+    reserved_concurrency: Option<i64>,
+) -> Result<db::control_state::Capacity> {
+    let concurrency = match reserved_concurrency {
+        Some(n) if !(0..=MAX_CAPACITY).contains(&n) => {
+            return Err(Error::invalid(
+                "invalid_capacity",
+                format!(
+                    "reserved_concurrency must be within 0..={MAX_CAPACITY} (0 pauses the tenant)"
+                ),
+            ));
+        }
+        n => n.map(|n| n as u32),
+    };
+    get(ctx, id).await?;
+    db::control_state::set_desired(&ctx.db, id, concurrency).await?;
+    capacity(ctx, id).await
+}
+
+/// The tenant's desired and applied capacity.
+pub async fn capacity(ctx: &AppContext, id: TenantId) -> Result<db::control_state::Capacity> {
+    get(ctx, id).await?;
+    db::control_state::get(&ctx.db, id)
+        .await?
+        .ok_or(Error::NotFound("capacity"))
+}

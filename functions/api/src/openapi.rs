@@ -114,6 +114,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ),
     ("invalid_limits", 400, "a tenant limit is out of range"),
     (
+        "invalid_capacity",
+        400,
+        "reserved_concurrency is out of range (0 to 1000)",
+    ),
+    (
         "batch_exceeds_burst",
         400,
         "a batch holds more messages than the tenant's publish burst; split it",
@@ -185,6 +190,18 @@ pub const ROUTES: &[(&str, &str, Access, &[u16])] = &[
         "delete",
         "/api/v1/tenants/{tenant_id}",
         Admin,
+        &[400, 401, 403, 404, 500, 503],
+    ),
+    (
+        "put",
+        "/api/v1/tenants/{tenant_id}/capacity",
+        Admin,
+        &[400, 401, 403, 404, 413, 500, 503],
+    ),
+    (
+        "get",
+        "/api/v1/tenants/{tenant_id}/capacity",
+        Tenant,
         &[400, 401, 403, 404, 500, 503],
     ),
     (

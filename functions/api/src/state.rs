@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
-use shared::{AppContext, auth::Authenticator};
+use shared::{AppContext, auth::Authenticator, control_plane::ControlPlane};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub ctx: AppContext,
     pub auth: Arc<Authenticator>,
+    /// Applies capacity and consumer changes (`CONTROL_PLANE`: local or aws).
+    pub control: Arc<dyn ControlPlane>,
 }
 
 impl ApiState {
@@ -19,6 +21,7 @@ impl ApiState {
             &ctx.config.jwt_secret,
             &ctx.config.jwt,
         )?);
-        Ok(Self { ctx, auth })
+        let control = shared::control_plane::from_context(&ctx);
+        Ok(Self { ctx, auth, control })
     }
 }

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod consumer_configs;
 pub mod consumer_runtime;
+pub mod control_state;
 pub mod limits;
 pub mod messages;
 pub mod queue_stats;

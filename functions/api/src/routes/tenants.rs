@@ -1,6 +1,8 @@
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::{
+    control_plane::{self, Job},
+    db::control_state::Capacity,
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
     limits::{self, LimitOverrides, LimitsView},
     tenants,
@@ -19,6 +21,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list, create))
         .routes(routes!(show, deactivate))
         .routes(routes!(set_limits))
+        .routes(routes!(set_capacity, show_capacity))
 }
 
 /// A tenant with its limits in force and its current usage.
@@ -49,6 +52,10 @@ async fn create(
     caller.require_admin()?;
     let name = TenantName::parse(&req.name)?;
     let tenant = tenants::create(&s.ctx, &name).await?;
+    let job = Job::OnboardTenant {
+        tenant_id: tenant.id,
+    };
+    control_plane::request(s.control.as_ref(), job).await;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
@@ -125,7 +132,50 @@ async fn deactivate(
 ) -> ApiResult<Json<Tenant>> {
     caller.require_admin()?;
     let id: TenantId = id.parse()?;
-    Ok(Json(tenants::deactivate(&s.ctx, id).await?))
+    let tenant = tenants::deactivate(&s.ctx, id).await?;
+    control_plane::request(s.control.as_ref(), Job::DeleteTenant { tenant_id: id }).await;
+    Ok(Json(tenant))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CapacityRequest {
+    /// Reserved concurrency of the tenant's consumers, 0 to 1000; `null` returns the tenant to
+    /// the deployment default.
+    #[schema(minimum = 0, maximum = 1000)]
+    reserved_concurrency: Option<i64>,
+}
+
+/// Set the tenant's capacity (admin) and ask the control plane to apply it; the answer is
+/// the state after the request (applied at once locally, `pending` until the provisioner ran
+/// in AWS).
+#[utoipa::path(put, path = "/tenants/{tenant_id}/capacity", tag = "tenants", params(TenantPath),
+    request_body = CapacityRequest,
+    responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
+async fn set_capacity(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(req): JsonBody<CapacityRequest>,
+) -> ApiResult<Json<Capacity>> {
+    caller.require_admin()?;
+    let id: TenantId = id.parse()?;
+    tenants::set_capacity(&s.ctx, id, req.reserved_concurrency).await?;
+    control_plane::request(s.control.as_ref(), Job::ScaleTenant { tenant_id: id }).await;
+    Ok(Json(tenants::capacity(&s.ctx, id).await?))
+}
+
+/// The tenant's desired and applied capacity.
+#[utoipa::path(get, path = "/tenants/{tenant_id}/capacity", tag = "tenants", params(TenantPath),
+    responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
+async fn show_capacity(
+    State(s): State<ApiState>,
+    Caller(caller): Caller,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Capacity>> {
+    let id: TenantId = id.parse()?;
+    caller.require_tenant(id)?;
+    Ok(Json(tenants::capacity(&s.ctx, id).await?))
 }
 
 /// The `{tenant_id}` path parameter, for the document (handlers parse it themselves so that a

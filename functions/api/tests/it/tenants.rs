@@ -160,3 +160,73 @@ async fn tenant_validation_errors() {
     let r = app.get("/api/v1/nothing-here", &app.admin).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
 }
+
+#[tokio::test]
+async fn capacity_is_set_by_an_admin_and_applied_by_the_local_control_plane() {
+    let app = spawn_app().await;
+    let id = app.create_tenant().await;
+    let path = format!("/api/v1/tenants/{id}/capacity");
+
+    // Onboarding applied the default capacity and the default queue's mapping.
+    let status = app
+        .get(&format!("/api/v1/tenants/{id}/consumers"), &app.admin)
+        .await;
+    let item = &status.body["items"][0];
+    assert_eq!(item["capacity"]["applied_concurrency"], 2);
+    assert_eq!(item["capacity"]["state"], "applied");
+    assert_eq!(item["mapping"]["state"], "applied");
+    assert_eq!(item["mapping"]["enabled"], true);
+
+    let set = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "reserved_concurrency": 7 })),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["desired_concurrency"], 7);
+    assert_eq!(set.body["applied_concurrency"], 7);
+
+    let tenant_token = app.tenant_token(&id);
+    let forbidden = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&tenant_token),
+            Some(json!({ "reserved_concurrency": 100 })),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let bad = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "reserved_concurrency": -1 })),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "invalid_capacity");
+
+    // A paused queue shows a disabled mapping.
+    let paused = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{id}/consumers/default/config"),
+            Some(&app.admin),
+            Some(json!({ "workers": 0 })),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK);
+    let all = app.get("/api/v1/consumers/status", &app.admin).await;
+    let mine = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tenant_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(mine["mapping"]["enabled"], false);
+    assert_eq!(mine["capacity"]["applied_concurrency"], 7);
+}

@@ -1,0 +1,5 @@
+//! The provisioner: executes control-plane jobs with the Lambda API (tenant functions,
+//! reserved concurrency, Amazon MQ event source mappings) and records what it applied.
+
+pub mod batch;
+pub mod jobs;

@@ -1,0 +1,46 @@
+//! The provisioner function. Inside Lambda it handles `aws:sqs` batches of control jobs and
+//! the schedule's bare `{"kind":"relay"}`. Outside Lambda it runs jobs in process:
+//! `provisioner run '<job json>'` executes one job; `provisioner` alone runs the outbox relay on
+//! its interval.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use provisioner::{batch, jobs::Provisioner};
+use serde_json::Value;
+use shared::{AppContext, Config, control_plane::Job, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(&config);
+
+    if shared::running_in_lambda() {
+        let ctx = AppContext::new(config, "provisioner-lambda")?;
+        let p = std::sync::Arc::new(Provisioner::from_env(ctx).await);
+        return lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            let p = p.clone();
+            async move {
+                batch::handle(&p, event.payload)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!(e));
+    }
+
+    shared::db::ensure_database(&config).await?;
+    shared::db::migrate(&config).await?;
+    let ctx = AppContext::new(config, "provisioner")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [cmd, job] if cmd == "run" => {
+            let job: Job = serde_json::from_str(job)?;
+            Provisioner::from_env(ctx).await.run(&job).await
+        }
+        [] => {
+            shared::relay::spawn(ctx).await?;
+            Ok(())
+        }
+        _ => anyhow::bail!("usage: provisioner [run '<job json>']"),
+    }
+}

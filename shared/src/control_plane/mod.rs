@@ -1,0 +1,96 @@
+//! The control plane: applies a tenant's capacity and its queues' consumer settings to
+//! whatever runs the consumers. Callers store the desired state in PostgreSQL first, then
+//! submit a [`Job`]; every job reads the desired state afresh and is idempotent, so running it
+//! twice (a duplicate SQS delivery) or late is harmless.
+//!
+//! Two implementations: [`local::LocalControlPlane`] (in process: broker topology and the local
+//! event source's per-tenant concurrency, the default) and, with the `aws` feature,
+//! [`sqs::SqsControlPlane`] (jobs on SQS, executed by the provisioner with the Lambda API).
+
+pub mod local;
+#[cfg(feature = "aws")]
+pub mod sqs;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppContext, config::ControlPlaneKind, domain::TenantId, error::Result};
+
+/// A control-plane job, JSON tagged by `kind` (`{"kind":"relay"}` is the scheduled relay).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Job {
+    /// Broker topology, the tenant function, its capacity and one mapping per queue.
+    OnboardTenant { tenant_id: TenantId },
+    /// One queue's mapping (batch size, enabled) after its consumer config changed.
+    ApplyConsumer {
+        tenant_id: TenantId,
+        queue_name: String,
+    },
+    /// The tenant's reserved concurrency from its capacity setting.
+    ScaleTenant { tenant_id: TenantId },
+    /// Removes the tenant's mappings and function; its data stays.
+    DeleteTenant { tenant_id: TenantId },
+    /// One sweep of the outbox relay.
+    Relay,
+}
+
+#[async_trait::async_trait]
+pub trait ControlPlane: Send + Sync {
+    /// Runs the job now (local) or queues it for the provisioner (AWS).
+    async fn submit(&self, job: Job) -> Result<()>;
+}
+
+/// The control plane `CONTROL_PLANE` selects.
+pub fn from_context(ctx: &AppContext) -> Arc<dyn ControlPlane> {
+    match ctx.config.control.kind {
+        ControlPlaneKind::Local => Arc::new(local::LocalControlPlane::new(ctx.clone())),
+        #[cfg(feature = "aws")]
+        ControlPlaneKind::Aws => Arc::new(sqs::SqsControlPlane::new(
+            ctx.config.control.queue_url.clone().unwrap_or_default(),
+        )),
+        #[cfg(not(feature = "aws"))]
+        ControlPlaneKind::Aws => {
+            tracing::warn!(
+                "CONTROL_PLANE=aws needs the aws feature; using the local control plane"
+            );
+            Arc::new(local::LocalControlPlane::new(ctx.clone()))
+        }
+    }
+}
+
+/// Submits a job after its desired state was stored. A failure leaves the desired state in
+/// place (the status API shows it unapplied) and is logged rather than failing the request
+/// that already changed the data; submitting the same change again retries it.
+pub async fn request(control: &dyn ControlPlane, job: Job) {
+    if let Err(e) = control.submit(job.clone()).await {
+        tracing::warn!(error = %e, ?job, "control-plane job not submitted; desired state stays unapplied");
+    }
+}
+
+/// The reserved concurrency a tenant should get: its own capacity, or the default.
+pub fn effective_concurrency(ctx: &AppContext, desired: Option<u32>) -> u32 {
+    desired.unwrap_or(ctx.config.control.default_tenant_concurrency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_tagged_by_kind() {
+        assert_eq!(
+            serde_json::from_str::<Job>(r#"{"kind":"relay"}"#).unwrap(),
+            Job::Relay
+        );
+        let id = TenantId::generate();
+        let job = Job::ScaleTenant { tenant_id: id };
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"kind":"scale_tenant","tenant_id":"{id}"}}"#)
+        );
+        assert!(serde_json::from_str::<Job>(r#"{"kind":"reboot"}"#).is_err());
+    }
+}
