@@ -57,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
         .relay
         .enabled
         .then(|| shared::relay::spawn(ctx.clone()));
+    // The recorder must exist before the first gauge sample, or that sample is lost and
+    // /metrics lacks the process gauges until the next one.
+    if ctx.config.metrics_enabled {
+        shared::metrics::prometheus();
+    }
     let gauges = shared::metrics::spawn_process_gauges(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -10,13 +10,18 @@ pub async fn serve(ctx: AppContext) -> anyhow::Result<tokio::task::JoinHandle<()
     let handle = shared::metrics::prometheus();
     crate::rmq::register_metrics();
     let path = ctx.config.metrics_path.clone();
+    let scraped = ctx.clone();
     let app = Router::new().route(
         &path,
-        get(move || async move {
-            (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                handle.render(),
-            )
+        get(move || {
+            // Process gauges at scrape time, so a scrape is never older than itself.
+            shared::metrics::record_process_gauges(&scraped);
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
         }),
     );
     let addr = format!(

@@ -14,6 +14,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&config);
 
     if shared::running_in_lambda() {
+        // As the API does: the first cold start after a deploy applies pending migrations
+        // (advisory-locked), so the scheduled relay brings the schema up even before traffic.
+        if let Err(e) = shared::db::migrate(&config).await {
+            tracing::error!(error = format!("{e:#}"), "migrations not applied at start");
+        }
         let ctx = AppContext::new(config, "provisioner-lambda")?;
         let p = std::sync::Arc::new(Provisioner::from_env(ctx).await);
         return lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

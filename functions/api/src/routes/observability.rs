@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     http::header,
     middleware::Next,
     response::{IntoResponse, Response},
@@ -22,7 +22,10 @@ pub fn routes(path: &str) -> Router<ApiState> {
 /// `METRICS_ENABLED`; inside Lambda metrics go to CloudWatch instead.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub(crate) async fn render() -> impl IntoResponse {
+pub(crate) async fn render(State(s): State<ApiState>) -> impl IntoResponse {
+    // Process gauges are sampled at scrape time too, so a scrape never shows a state older
+    // than itself (the background sampler serves the EMF path and long gaps between scrapes).
+    shared::metrics::record_process_gauges(&s.ctx);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         shared::metrics::prometheus().render(),
