@@ -363,19 +363,7 @@ impl Provisioner {
                     .is_some_and(|e| e.is_resource_not_found_exception()) => {}
             Err(e) => return Err(anyhow!("DeleteFunction {name}: {e:?}")),
         }
-        let db = &self.ctx.db;
-        for c in db::consumer_configs::list_for_tenant(db, tenant).await? {
-            let deleted = MappingRecord {
-                mapping_id: None,
-                batch_size: None,
-                enabled: Some(false),
-                state: "deleted",
-                error: None,
-            };
-            db::control_state::record_mapping(db, tenant, &c.queue_name, &deleted).await?;
-        }
-        db::control_state::record_applied(db, tenant, None, &name, "deleted", None, APPLIED_BY)
-            .await?;
+        db::control_state::record_tenant_deleted(&self.ctx.db, tenant, &name, APPLIED_BY).await?;
         tracing::info!(function = %name, "tenant function deleted");
         Ok(())
     }

@@ -84,27 +84,8 @@ impl ControlPlane for LocalControlPlane {
             },
             Job::ScaleTenant { tenant_id } => self.scale(tenant_id).await,
             Job::DeleteTenant { tenant_id } => {
-                for config in db::consumer_configs::list_for_tenant(db, tenant_id).await? {
-                    let deleted = MappingRecord {
-                        mapping_id: None,
-                        batch_size: None,
-                        enabled: Some(false),
-                        state: "deleted",
-                        error: None,
-                    };
-                    db::control_state::record_mapping(db, tenant_id, &config.queue_name, &deleted)
-                        .await?;
-                }
-                db::control_state::record_applied(
-                    db,
-                    tenant_id,
-                    None,
-                    LOCAL_FUNCTION,
-                    "deleted",
-                    None,
-                    "local",
-                )
-                .await
+                db::control_state::record_tenant_deleted(db, tenant_id, LOCAL_FUNCTION, "local")
+                    .await
             }
             Job::Relay => crate::relay::run_once(&self.ctx).await.map(|_| ()),
         }

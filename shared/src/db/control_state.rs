@@ -110,6 +110,27 @@ pub async fn record_applied(
     Ok(())
 }
 
+/// Records a deleted tenant: every queue's mapping and the tenant's function as `deleted`
+/// (the data stays).
+pub async fn record_tenant_deleted(
+    pool: &Pool,
+    tenant: TenantId,
+    function_name: &str,
+    by: &str,
+) -> Result<()> {
+    let deleted = MappingRecord {
+        mapping_id: None,
+        batch_size: None,
+        enabled: Some(false),
+        state: "deleted",
+        error: None,
+    };
+    for config in super::consumer_configs::list_for_tenant(pool, tenant).await? {
+        record_mapping(pool, tenant, &config.queue_name, &deleted).await?;
+    }
+    record_applied(pool, tenant, None, function_name, "deleted", None, by).await
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Mapping {
