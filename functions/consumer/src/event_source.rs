@@ -3,6 +3,8 @@
 //! deliveries into `aws:rmq` batches, hands each to the dispatcher, and acknowledges a batch
 //! only after the handler returned. It re-reads the consumer configs every
 //! `CONSUMER_CONFIG_POLL_INTERVAL`: new queues start, paused ones stop, changed ones restart.
+//! A tenant's batches share one gate (crate::capacity) sized to the tenant's capacity, as the
+//! tenant function's reserved concurrency caps them in AWS.
 //! On shutdown it stops taking deliveries, finishes the batches in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
 
@@ -24,7 +26,7 @@ use shared::{
 };
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{dispatch::Dispatcher, rmq::event_from_deliveries};
+use crate::{capacity::Gate, dispatch::Dispatcher, rmq::event_from_deliveries};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -63,6 +65,7 @@ pub struct EventSource {
     dispatcher: Dispatcher,
     opts: Options,
     running: HashMap<QueueRef, Running>,
+    gates: HashMap<TenantId, std::sync::Arc<Gate>>,
 }
 
 impl EventSource {
@@ -72,6 +75,7 @@ impl EventSource {
             dispatcher,
             opts,
             running: HashMap::new(),
+            gates: HashMap::new(),
         }
     }
 
@@ -126,9 +130,31 @@ impl EventSource {
         for q in stale {
             self.stop(&q).await;
         }
+        self.size_gates(desired.keys().map(|q| q.tenant_id)).await?;
         for (q, d) in desired {
             if !self.running.contains_key(&q) {
                 self.start(q, d).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sizes each consuming tenant's gate to its capacity: the desired reserved concurrency,
+    /// or the deployment default, as the control plane applies it.
+    async fn size_gates(&mut self, tenants: impl Iterator<Item = TenantId>) -> shared::Result<()> {
+        let capacities: HashMap<TenantId, Option<u32>> =
+            db::control_state::list(&self.ctx.db, None)
+                .await?
+                .into_iter()
+                .map(|c| (c.tenant_id, c.desired_concurrency))
+                .collect();
+        for t in tenants {
+            let desired = capacities.get(&t).copied().flatten();
+            let limit = shared::control_plane::effective_concurrency(&self.ctx, desired);
+            let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
+            if gate.limit() != limit {
+                tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
+                gate.set_limit(limit);
             }
         }
         Ok(())
@@ -143,6 +169,11 @@ impl EventSource {
             opts: self.opts.clone(),
             queue: queue.clone(),
             workers: desired.workers,
+            gate: self
+                .gates
+                .get(&queue.tenant_id)
+                .cloned()
+                .expect("gates are sized before queues start"),
         };
         let handle = tokio::spawn(async move {
             let q = consumer.queue.clone();
@@ -193,6 +224,7 @@ struct QueueConsumer {
     opts: Options,
     queue: QueueRef,
     workers: u32,
+    gate: std::sync::Arc<Gate>,
 }
 
 impl QueueConsumer {
@@ -235,6 +267,13 @@ impl QueueConsumer {
                     }
                 }
                 let event = event_from_deliveries(&self.queue, &vhost, &batch);
+                // Held until the batch is handled: the tenant's capacity counts running batches.
+                let _permit = tokio::select! {
+                    biased;
+                    // Not acknowledged: closing the channel returns the batch.
+                    _ = stop.changed() => return Ok(()),
+                    p = self.gate.acquire() => p,
+                };
                 let mut backoff = Duration::from_millis(200);
                 loop {
                     match self.dispatcher.dispatch(&event).await {

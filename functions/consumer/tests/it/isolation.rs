@@ -86,3 +86,56 @@ async fn a_flooded_tenant_does_not_hold_back_another() {
     );
     println!("quiet tenant's 5 messages completed in {quiet_took:?} behind a flood of 300");
 }
+
+/// A tenant's capacity caps its batches in flight across all its queues, as reserved
+/// concurrency caps a tenant function in AWS, and a change applies without a restart.
+#[tokio::test]
+async fn a_tenants_capacity_caps_its_batches_across_queues() {
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    let queues = ["cap-a", "cap-b", "cap-c"];
+    for q in queues {
+        configure(&ctx, t, q, 1, 0, 100, None).await;
+    }
+    shared::db::control_state::set_desired(&ctx.db, t, Some(1))
+        .await
+        .unwrap();
+    let slow = Arc::new(Slow {
+        delay: HashMap::from([(t, Duration::from_millis(150))]),
+        ..Default::default()
+    });
+    let source = start_event_source(&ctx, slow.clone(), vec![t]);
+
+    let mut peaks = Vec::new();
+    for capacity in [1, 3] {
+        shared::db::control_state::set_desired(&ctx.db, t, Some(capacity))
+            .await
+            .unwrap();
+        // The event source reads capacities within its poll interval.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        slow.reset_peak();
+        let mut ids = Vec::new();
+        for q in queues {
+            ids.extend(publish_many(&ctx, t, q, 6).await);
+        }
+        wait_all(
+            &ctx,
+            t,
+            &ids,
+            MessageStatus::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+        peaks.push(slow.peak.load(Ordering::SeqCst));
+    }
+    source.stop().await;
+    // One worker per queue, so messages in flight equal batches in flight.
+    assert_eq!(
+        peaks[0], 1,
+        "capacity 1 runs one batch at a time: {peaks:?}"
+    );
+    assert!(
+        peaks[1] > 1,
+        "capacity 3 runs the three queues' batches at once: {peaks:?}"
+    );
+}
