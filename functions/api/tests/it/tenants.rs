@@ -51,6 +51,13 @@ async fn create_get_list_and_deactivate() {
     let refused = app.publish(&id, "orders", json!({"x": 1})).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.code(), "tenant_inactive");
+    // The control plane (local here) removed its consumers and recorded it.
+    let consumers = app
+        .get(&format!("/api/v1/tenants/{id}/consumers"), &app.admin)
+        .await;
+    let item = &consumers.body["items"][0];
+    assert_eq!(item["capacity"]["state"], "deleted", "{:?}", consumers.body);
+    assert_eq!(item["mapping"]["state"], "deleted", "{:?}", consumers.body);
     // Its data stays readable.
     assert_eq!(
         app.get(&format!("/api/v1/tenants/{id}"), &app.admin)
