@@ -83,6 +83,8 @@ async fn publish(
         idempotency_key,
     };
     let accepted = messages::publish(&s.ctx, tenant, item).await?;
+    s.ensure_consumed(tenant, [accepted.queue_name.as_str()])
+        .await;
     let replay = accepted.idempotent_replay;
     let mut resp = (StatusCode::ACCEPTED, Json(accepted)).into_response();
     if replay {
@@ -170,7 +172,7 @@ async fn publish_batch(
             Err(e) => parse_errors.push(Some(e)),
         }
     }
-    let mut outcomes = if items.is_empty() {
+    let outcomes = if items.is_empty() {
         if parse_errors.is_empty() {
             // Let the domain report the empty batch.
             messages::publish_batch(&s.ctx, tenant, Vec::new()).await?
@@ -179,8 +181,16 @@ async fn publish_batch(
         }
     } else {
         messages::publish_batch(&s.ctx, tenant, items).await?
-    }
-    .into_iter();
+    };
+    s.ensure_consumed(
+        tenant,
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .map(|a| a.queue_name.as_str()),
+    )
+    .await;
+    let mut outcomes = outcomes.into_iter();
     let results: Vec<BatchResult> = parse_errors
         .into_iter()
         .enumerate()

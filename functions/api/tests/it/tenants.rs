@@ -237,3 +237,35 @@ async fn capacity_is_set_by_an_admin_and_applied_by_the_local_control_plane() {
     assert_eq!(mine["mapping"]["enabled"], false);
     assert_eq!(mine["capacity"]["applied_concurrency"], 7);
 }
+
+/// In AWS nothing consumes a queue without its event source mapping, so a queue a publish
+/// creates must get one; the local control plane records it the same way.
+#[tokio::test]
+async fn a_queue_created_by_a_publish_gets_its_consumer_mapping() {
+    let app = spawn_app().await;
+    let id = app.create_tenant().await;
+    let published = app.publish(&id, "fresh", json!({"n": 1})).await;
+    assert_eq!(published.status, StatusCode::ACCEPTED);
+    let batch = app
+        .post(
+            &format!("/api/v1/tenants/{id}/messages/batch"),
+            &app.admin,
+            json!({"messages": [{"queue_name": "fresh-batch", "message_body": 1}]}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::ACCEPTED, "{:?}", batch.body);
+    assert_eq!(batch.body["accepted"], 1);
+    let status = app
+        .get(&format!("/api/v1/tenants/{id}/consumers"), &app.admin)
+        .await;
+    for queue in ["fresh", "fresh-batch"] {
+        let item = status.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["queue_name"] == queue)
+            .unwrap_or_else(|| panic!("{queue} missing: {:?}", status.body));
+        assert_eq!(item["mapping"]["state"], "applied", "{queue}: {item}");
+        assert_eq!(item["mapping"]["enabled"], true, "{queue}: {item}");
+    }
+}
