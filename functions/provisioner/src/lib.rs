@@ -3,3 +3,4 @@
 
 pub mod batch;
 pub mod jobs;
+pub mod local_trigger;
