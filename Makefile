@@ -1,10 +1,11 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: build build-deploy-profile deploy template-check bench bench-quick monitoring-check openapi fuzz-api run dev test test-unit test-integration test-coverage migrate-up lint fmt token services
+.PHONY: build build-deploy-profile deploy template-check bench bench-quick monitoring-check openapi fuzz-api run dev test test-unit test-integration test-lambda-loop test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
 
-dev: run ## Same as run (the cargo-lambda + LocalStack loop comes with the AWS stack)
+dev: ## The local Lambda loop: functions under cargo lambda watch on :9000, LocalStack, local triggers
+	scripts/dev.sh
 
 test: ## Every test, against the real PostgreSQL and RabbitMQ
 	scripts/test.sh
@@ -14,6 +15,9 @@ test-unit: ## Unit tests only (no services needed)
 
 test-integration: ## Integration tests only
 	scripts/test.sh --test it
+
+test-lambda-loop: ## The functions under cargo lambda watch: fixture events and the end-to-end loop
+	scripts/test.sh -p e2e
 
 test-coverage: ## Line coverage (cargo-tarpaulin, installed if missing); skips the tests that spawn and trace whole binaries
 	command -v cargo-tarpaulin >/dev/null || cargo install --locked cargo-tarpaulin

@@ -7,7 +7,7 @@ bin="$(scripts/pytool.sh sam 3.11 'aws-sam-cli>=1.140,<2')"
 export PATH="$bin:$PATH" SAM_CLI_TELEMETRY=0
 if [ "${1:-}" = build ]; then
   # The rust-cargolambda build method calls `cargo lambda build` itself.
-  lambda_bin="$(scripts/pytool.sh cargo-lambda 3.11 'cargo-lambda>=1.8,<2')"
+  lambda_bin="$(scripts/cargo-lambda.sh --bin-dir)"
   export PATH="$lambda_bin:$PATH"
 fi
 if [ "${1:-}" = validate ]; then
