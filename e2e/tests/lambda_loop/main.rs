@@ -104,8 +104,9 @@ async fn the_functions_answer_the_fixture_events_under_cargo_lambda_watch() {
     assert_eq!(body["error"]["code"], "unauthorized", "{body}");
 }
 
-/// A control queue of this test's own in LocalStack, with a DLQ, as the template creates it.
-async fn control_queue() -> String {
+/// A control queue of this test's own in LocalStack, with a DLQ, as the template creates it:
+/// (queue URL, DLQ URL).
+async fn control_queue() -> (String, String) {
     let sqs = sqs();
     let name = unique("control");
     let dlq = sqs
@@ -125,7 +126,8 @@ async fn control_queue() -> String {
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
     let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string();
-    sqs.create_queue()
+    let queue = sqs
+        .create_queue()
         .queue_name(&name)
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
@@ -140,7 +142,8 @@ async fn control_queue() -> String {
         .unwrap()
         .queue_url()
         .unwrap()
-        .to_string()
+        .to_string();
+    (queue, dlq.queue_url().unwrap().to_string())
 }
 
 /// Polls until `probe` gives `Some`, or panics with `what` after `timeout`.
@@ -175,7 +178,16 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
     shared::testkit::prepare_database(&config).await;
     let mut env = base_env(&config);
     env.push(("CONTROL_PLANE", "aws".into()));
-    env.push(("CONTROL_QUEUE_URL", control_queue().await));
+    let (queue, dlq) = control_queue().await;
+    env.push(("CONTROL_QUEUE_URL", queue.clone()));
+    // A job the provisioner cannot read, ahead of the real ones: it must not hold them up.
+    sqs()
+        .send_message()
+        .queue_url(&queue)
+        .message_body("not a job")
+        .send()
+        .await
+        .unwrap();
     // The placeholder template function the localstack/ init script creates.
     env.push(("TENANT_FUNCTION_TEMPLATE", "consumer".into()));
     let mut watch = Watch::start(&env);
@@ -305,4 +317,24 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
     // The queue the publish created got its mapping job through SQS too; the provisioner
     // records it `unsupported` because LocalStack has no Amazon MQ.
     assert_eq!(orders["mapping"]["state"], "unsupported", "{status}");
+
+    // The unreadable job was reported failed on every delivery, redelivered after the
+    // visibility timeout, and moved to the DLQ by the redrive policy after 3 receives.
+    let dead = eventually(
+        "the bad job did not reach the DLQ",
+        Duration::from_secs(90),
+        || async {
+            sqs()
+                .receive_message()
+                .queue_url(&dlq)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .ok()?
+                .messages
+                .filter(|m| !m.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(dead[0].body(), Some("not a job"));
 }

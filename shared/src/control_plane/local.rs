@@ -1,7 +1,7 @@
 //! The local control plane, the default: runs each job in process. Topology goes to the
 //! broker; capacity and mappings are recorded as applied, and the local event source (which
-//! plays Amazon MQ's part) reads the applied capacity to cap how many of a tenant's batches
-//! run at once.
+//! plays Amazon MQ's part) reads the tenant's capacity to cap how many of its batches run at
+//! once.
 
 use super::{ControlPlane, Job, effective_concurrency};
 use crate::{
