@@ -23,7 +23,7 @@ test-coverage: ## Line coverage (cargo-tarpaulin, installed if missing); skips t
 	command -v cargo-tarpaulin >/dev/null || cargo install --locked cargo-tarpaulin
 	scripts/services.sh
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_test} \
-	  cargo tarpaulin --workspace --skip-clean --timeout 300 --target-dir target/coverage --out Stdout \
+	  cargo tarpaulin --workspace --exclude e2e --skip-clean --timeout 300 --target-dir target/coverage --out Stdout \
 	    -- --skip observability:: --skip a_short_drain
 
 migrate-up: ## Create the database if needed and apply migrations

@@ -50,6 +50,15 @@ pub async fn context(config: Config, name: &str) -> AppContext {
     AppContext::new(config, name).expect("context")
 }
 
+/// A port free on 127.0.0.1 right now, for a process a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A unique suffix for names, so parallel tests never share data.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

@@ -11,18 +11,10 @@ use std::{
 };
 
 use serde_json::Value;
-use shared::Config;
+use shared::{Config, testkit::free_port};
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn localstack() -> String {

@@ -16,7 +16,8 @@ use shared::{
 };
 use tokio::{io::AsyncBufReadExt, sync::Mutex};
 
-use crate::processes::{free_port, spawn, wait_http};
+use crate::processes::{spawn, wait_http};
+use shared::testkit::free_port;
 
 /// Prometheus text as `series -> value` (series include their labels).
 fn parse(text: &str) -> HashMap<String, f64> {

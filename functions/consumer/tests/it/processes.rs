@@ -17,14 +17,6 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts a binary with the test database and the given environment.
 pub fn spawn(bin: &str, db_url: &str, env: &[(&str, String)], stdout: Stdio) -> Child {
     let mut cmd = Command::new(workspace_bin(bin));
