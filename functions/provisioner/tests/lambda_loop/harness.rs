@@ -14,7 +14,11 @@ use serde_json::Value;
 use shared::{Config, testkit::free_port};
 
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    // functions/provisioner -> the workspace root
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
 }
 
 pub fn localstack() -> String {
