@@ -55,7 +55,7 @@ monitoring-check: ## Prometheus (Debian's) against the running system: targets u
 	scripts/monitoring-check.sh
 
 build: ## Lambda packages for AWS (arm64, provided.al2023) in target/lambda/<function>/bootstrap
-	scripts/cargo-lambda.sh build --release --arm64
+	scripts/cargo-lambda.sh build --release --arm64 -p api -p consumer -p provisioner
 
 build-deploy-profile: ## Host binaries in the size-optimised deploy profile; make bench reports their sizes
 	cargo build --profile deploy --bins
