@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod group_commit;
+pub mod lambda_invoke;
 pub mod limits;
 pub mod messages;
 pub mod metrics;

@@ -4,30 +4,19 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
-use shared::delivery::BatchHandler;
+use shared::{delivery::BatchHandler, lambda_invoke::Invoker};
 
 use crate::rmq::handle_event;
 
 #[derive(Clone)]
 pub enum Dispatcher {
     InProcess(Arc<BatchHandler>),
-    Invoke {
-        client: reqwest::Client,
-        url: String,
-    },
+    Invoke(Invoker),
 }
 
 impl Dispatcher {
     pub fn invoke(endpoint: &str, function: &str) -> anyhow::Result<Self> {
-        Ok(Dispatcher::Invoke {
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(900))
-                .build()?,
-            url: format!(
-                "{}/2015-03-31/functions/{function}/invocations",
-                endpoint.trim_end_matches('/')
-            ),
-        })
+        Ok(Dispatcher::Invoke(Invoker::new(endpoint, function)?))
     }
 
     /// Ok when the batch was handled and may be acknowledged.
@@ -37,16 +26,7 @@ impl Dispatcher {
                 handle_event(handler, event).await?;
                 Ok(())
             }
-            Dispatcher::Invoke { client, url } => {
-                let resp = client.post(url).json(event).send().await?;
-                let function_error = resp.headers().get("x-amz-function-error").cloned();
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                if !status.is_success() || function_error.is_some() {
-                    anyhow::bail!("invocation failed ({status}): {body}");
-                }
-                Ok(())
-            }
+            Dispatcher::Invoke(invoker) => invoker.invoke(event).await.map(|_| ()),
         }
     }
 }

@@ -10,10 +10,8 @@ use std::{collections::HashSet, time::Duration};
 
 use anyhow::Context as _;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use serde::Serialize;
-use shared::control_plane::Job;
+use shared::{control_plane::Job, lambda_invoke::Invoker};
 
 /// Up to 10 messages per batch, as an SQS event source mapping's default batch size.
 const BATCH_SIZE: i32 = 10;
@@ -21,11 +19,10 @@ const LONG_POLL_SECONDS: i32 = 2;
 
 pub struct LocalTrigger {
     sqs: aws_sdk_sqs::Client,
-    lambda: aws_sdk_lambda::Client,
+    function: Invoker,
     queue_url: String,
     queue_arn: String,
     region: String,
-    function: String,
 }
 
 impl LocalTrigger {
@@ -37,11 +34,6 @@ impl LocalTrigger {
     ) -> anyhow::Result<Self> {
         let sdk = aws_config::load_from_env().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let lambda = aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::config::Builder::from(&sdk)
-                .endpoint_url(invoke_endpoint)
-                .build(),
-        );
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(queue_url)
@@ -60,11 +52,10 @@ impl LocalTrigger {
             .unwrap_or_else(|| "us-east-1".into());
         Ok(Self {
             sqs,
-            lambda,
+            function: Invoker::new(invoke_endpoint, function)?,
             queue_url: queue_url.to_string(),
             queue_arn,
             region,
-            function: function.to_string(),
         })
     }
 
@@ -87,7 +78,7 @@ impl LocalTrigger {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.invoke(&Job::Relay).await {
+            if let Err(e) = self.function.invoke(&Job::Relay).await {
                 tracing::warn!(
                     error = format!("{e:#}"),
                     "scheduled relay invocation failed"
@@ -114,8 +105,9 @@ impl LocalTrigger {
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
         // A failed invocation deletes nothing: the whole batch comes back, as in AWS.
-        let response: SqsBatchResponse = serde_json::from_slice(&self.invoke(&event).await?)
-            .context("the function's answer is not an SQS batch response")?;
+        let response: SqsBatchResponse =
+            serde_json::from_slice(&self.function.invoke(&event).await?)
+                .context("the function's answer is not an SQS batch response")?;
         let failed: HashSet<&str> = response
             .batch_item_failures
             .iter()
@@ -168,26 +160,5 @@ impl LocalTrigger {
         r.event_source_arn = Some(self.queue_arn.clone());
         r.aws_region = Some(self.region.clone());
         r
-    }
-
-    /// A synchronous invocation; an error when it fails or the function reports an error.
-    async fn invoke(&self, payload: &impl Serialize) -> anyhow::Result<Vec<u8>> {
-        let out = self
-            .lambda
-            .invoke()
-            .function_name(&self.function)
-            .payload(Blob::new(serde_json::to_vec(payload)?))
-            .send()
-            .await
-            .with_context(|| format!("cannot invoke {}", self.function))?;
-        let body = out.payload.map(Blob::into_inner).unwrap_or_default();
-        if let Some(kind) = out.function_error {
-            anyhow::bail!(
-                "{} failed ({kind}): {}",
-                self.function,
-                String::from_utf8_lossy(&body)
-            );
-        }
-        Ok(body)
     }
 }
