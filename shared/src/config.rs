@@ -97,6 +97,13 @@ pub struct JwtConfig {
     pub tenant_claim: String,
 }
 
+/// Lambda's longest function timeout.
+pub const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Time a message needs beyond its processing timeout to be settled (outcome written, retry
+/// parked), and what a batch keeps in hand before its deadline to put back what it did not start.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Defaults for a tenant queue's consumer, and how the local event source batches.
 #[derive(Clone, Debug)]
 pub struct ConsumerDefaults {
@@ -106,6 +113,10 @@ pub struct ConsumerDefaults {
     pub retry_delay: Duration,
     pub max_retry_delay: Duration,
     pub processing_timeout: Duration,
+    /// The consumer (and tenant) functions' timeout (`CONSUMER_FUNCTION_TIMEOUT`, the SAM
+    /// parameter `ConsumerTimeoutSeconds`): a batch must finish inside it. Inside Lambda the
+    /// invocation's own deadline is used; this sizes the config check and the local event source.
+    pub function_timeout: Duration,
     pub batch_size: usize,
     pub batch_window: Duration,
     /// How often the local event source re-reads consumer configs.
@@ -117,6 +128,25 @@ pub struct ConsumerDefaults {
     /// Restricts the local event source to these tenants (`CONSUMER_TENANTS`, comma-separated
     /// ids), so a consumer process can be dedicated to some tenants. Empty: every tenant.
     pub tenants: Vec<crate::domain::TenantId>,
+}
+
+impl ConsumerDefaults {
+    /// The fewest workers with which a full batch finishes inside the function timeout: the
+    /// batch runs in rounds of `workers` messages, each round up to the processing timeout,
+    /// and the last needs `SETTLE_MARGIN` to settle.
+    pub fn min_workers(&self) -> u32 {
+        min_workers(
+            self.batch_size,
+            self.processing_timeout,
+            self.function_timeout,
+        )
+    }
+}
+
+fn min_workers(batch_size: usize, processing: Duration, function: Duration) -> u32 {
+    let usable = function.saturating_sub(SETTLE_MARGIN).as_millis();
+    let rounds = (usable / processing.as_millis().max(1)).max(1);
+    (batch_size as u128).div_ceil(rounds) as u32
 }
 
 #[derive(Clone, Debug)]
@@ -231,9 +261,38 @@ impl Config {
         if retry_delay.is_zero() {
             return Err(v.error("CONSUMER_RETRY_DELAY", "must be greater than zero"));
         }
+        let processing_timeout = v.duration("CONSUMER_PROCESSING_TIMEOUT", "30s")?;
+        let function_timeout = v.duration("CONSUMER_FUNCTION_TIMEOUT", "900s")?;
+        if function_timeout > MAX_FUNCTION_TIMEOUT {
+            return Err(v.error(
+                "CONSUMER_FUNCTION_TIMEOUT",
+                "must be at most 900s (Lambda's limit)",
+            ));
+        }
+        if processing_timeout + SETTLE_MARGIN > function_timeout {
+            return Err(v.error(
+                "CONSUMER_FUNCTION_TIMEOUT",
+                "must leave room for one message: at least CONSUMER_PROCESSING_TIMEOUT + 5s",
+            ));
+        }
         let batch_size: usize = v.parse("CONSUMER_BATCH_SIZE", 10)?;
         if !(1..=10_000).contains(&batch_size) {
             return Err(v.error("CONSUMER_BATCH_SIZE", "must be within 1..=10000"));
+        }
+        {
+            // The default workers must let a full batch finish inside the function timeout,
+            // as every queue's configured workers must (ConsumerDefaults::min_workers).
+            let min = min_workers(batch_size, processing_timeout, function_timeout);
+            if default_workers < min {
+                return Err(v.error(
+                    "CONSUMER_DEFAULT_WORKERS",
+                    &format!(
+                        "must be at least {min}: a batch of CONSUMER_BATCH_SIZE messages of up \
+                         to CONSUMER_PROCESSING_TIMEOUT each must finish within \
+                         CONSUMER_FUNCTION_TIMEOUT"
+                    ),
+                ));
+            }
         }
 
         let database_tls = DatabaseTls {
@@ -354,7 +413,8 @@ impl Config {
                 retry_attempts: v.parse("CONSUMER_RETRY_ATTEMPTS", 3)?,
                 retry_delay,
                 max_retry_delay: v.duration("CONSUMER_MAX_RETRY_DELAY", "15m")?,
-                processing_timeout: v.duration("CONSUMER_PROCESSING_TIMEOUT", "30s")?,
+                processing_timeout,
+                function_timeout,
                 batch_size,
                 batch_window: v.duration("CONSUMER_BATCH_WINDOW", "50ms")?,
                 config_poll_interval: v.duration("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
@@ -602,6 +662,31 @@ mod tests {
         let c = with(&[("TENANT_PUBLISH_RATE", "2.5"), ("TENANT_MAX_BACKLOG", "0")]).unwrap();
         assert_eq!(c.limits.tenant.publish_rate, 2.5);
         assert_eq!(c.limits.tenant.max_backlog, 0);
+    }
+
+    #[test]
+    fn a_full_batch_must_fit_the_function_timeout() {
+        let c = with(&[]).unwrap();
+        // 10 messages of up to 30 s fit 900 s one at a time.
+        assert_eq!(c.consumer.function_timeout, Duration::from_secs(900));
+        assert_eq!(c.consumer.min_workers(), 1);
+        // In 300 s less the 5 s margin, 9 rounds: 2 workers.
+        let c = with(&[("CONSUMER_FUNCTION_TIMEOUT", "300s")]).unwrap();
+        assert_eq!(c.consumer.min_workers(), 2);
+        let c = with(&[("CONSUMER_FUNCTION_TIMEOUT", "35s")]).unwrap_err();
+        assert_eq!(c.var, "CONSUMER_DEFAULT_WORKERS", "3 workers need 4 rounds");
+        let c = with(&[
+            ("CONSUMER_FUNCTION_TIMEOUT", "35s"),
+            ("CONSUMER_DEFAULT_WORKERS", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.consumer.min_workers(), 10);
+        for (var, value) in [
+            ("CONSUMER_FUNCTION_TIMEOUT", "901s"),
+            ("CONSUMER_FUNCTION_TIMEOUT", "34s"),
+        ] {
+            assert_eq!(with(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
     }
 
     #[test]

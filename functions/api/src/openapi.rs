@@ -66,6 +66,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ),
     ("invalid_batch", 400, "a batch is empty or too large"),
     ("invalid_workers", 400, "workers out of range"),
+    (
+        "batch_exceeds_function_timeout",
+        400,
+        "with so few workers a full batch cannot finish within the consumer function timeout",
+    ),
     ("invalid_retry_attempts", 400, "retry_attempts out of range"),
     ("invalid_retry_delay", 400, "retry_delay_ms out of range"),
     (

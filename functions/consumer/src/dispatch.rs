@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
 use shared::{delivery::BatchHandler, lambda_invoke::Invoker};
 
-use crate::rmq::handle_event;
+use crate::rmq::{RmqEvent, handle_event};
 
 #[derive(Clone)]
 pub enum Dispatcher {
@@ -20,10 +19,12 @@ impl Dispatcher {
     }
 
     /// Ok when the batch was handled and may be acknowledged.
-    pub async fn dispatch(&self, event: &RabbitMqEvent) -> anyhow::Result<()> {
+    pub async fn dispatch(&self, event: &RmqEvent) -> anyhow::Result<()> {
         match self {
             Dispatcher::InProcess(handler) => {
-                handle_event(handler, event).await?;
+                // The deadline a function with the configured timeout would have.
+                let timeout = handler.context().config.consumer.function_timeout;
+                handle_event(handler, event, std::time::Instant::now() + timeout).await?;
                 Ok(())
             }
             Dispatcher::Invoke(invoker) => invoker.invoke(event).await.map(|_| ()),

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
 use consumer::{
     dispatch::Dispatcher,
     event_source::{EventSource, Options},
-    rmq::handle_event,
+    rmq::{RmqEvent, handle_event},
 };
 use lambda_runtime::LambdaEvent;
 use shared::{AppContext, Config, delivery::BatchHandler, processing::Builtin, telemetry};
@@ -28,10 +27,14 @@ async fn main() -> anyhow::Result<()> {
         consumer::rmq::register_metrics();
         return shared::metrics::emf_lambda::handler::run(
             emf,
-            move |event: LambdaEvent<RabbitMqEvent>| {
+            // Any JSON reaches the handler: decoding is lenient (rmq::event), so no message of an
+            // event can fail the invocation before it is looked at.
+            move |event: LambdaEvent<serde_json::Value>| {
                 let (handler, ctx) = (handler.clone(), ctx.clone());
                 async move {
-                    let outcome = handle_event(&handler, &event.payload).await;
+                    let deadline = consumer::rmq::instant_of(event.context.deadline());
+                    let event = RmqEvent::decode(event.payload);
+                    let outcome = handle_event(&handler, &event, deadline).await;
                     shared::metrics::record_process_gauges(&ctx);
                     outcome.map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
                 }

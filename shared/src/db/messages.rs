@@ -285,30 +285,40 @@ pub async fn claim(
     ids: &[Uuid],
     lease: std::time::Duration,
 ) -> Result<Vec<Claimed>> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let claim = tx
+    let client = pool.get().await?;
+    // One statement, so one round trip and one commit: the claim is taken when a worker is
+    // about to start, once per freed worker slot.
+    let claim = client
         .prepare_cached(
             // Rows are locked id by id in id order (one lock order for every writer), and
             // looked up by primary key (LATERAL), so a large backlog is never scanned.
-            "UPDATE messages SET status = 'processing', attempts = attempts + 1,
-                 total_attempts = total_attempts + 1,
-                 locked_until = now() + make_interval(secs => $4), updated_at = now()
-             FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
-                   CROSS JOIN LATERAL (SELECT id FROM messages
-                       WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
-             WHERE messages.id = locked.id
-               AND (messages.status IN ('pending', 'queued')
-                    OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
-                    OR (messages.status = 'processing' AND messages.locked_until < now()))
-             RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
-                 messages.headers, messages.created_at",
+            "WITH claimed AS (
+                 UPDATE messages SET status = 'processing', attempts = attempts + 1,
+                     total_attempts = total_attempts + 1,
+                     locked_until = now() + make_interval(secs => $4), updated_at = now()
+                 FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
+                       CROSS JOIN LATERAL (SELECT id FROM messages
+                           WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
+                 WHERE messages.id = locked.id
+                   AND (messages.status IN ('pending', 'queued')
+                        OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
+                        OR (messages.status = 'processing' AND messages.locked_until < now()))
+                 RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
+                     messages.headers, messages.created_at),
+             abandoned AS (
+                 UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
+                     error = 'the worker stopped or timed out before settling'
+                 WHERE message_id IN (SELECT id FROM claimed) AND finished_at IS NULL),
+             started AS (
+                 INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name)
+                 SELECT id, total_attempts, $1, $2 FROM claimed)
+             SELECT * FROM claimed",
         )
         .await?;
-    let rows = tx
+    let rows = client
         .query(&claim, &[&tenant.0, &queue, &ids, &lease.as_secs_f64()])
         .await?;
-    let claimed: Vec<Claimed> = rows
+    Ok(rows
         .iter()
         .map(|r| Claimed {
             id: r.get("id"),
@@ -318,26 +328,7 @@ pub async fn claim(
             headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
             created_at: r.get("created_at"),
         })
-        .collect();
-    if !claimed.is_empty() {
-        let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
-        let numbers: Vec<i32> = claimed.iter().map(|c| c.total_attempts).collect();
-        tx.execute(
-            "UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
-                 error = 'the worker stopped or timed out before settling'
-             WHERE message_id = ANY($1) AND finished_at IS NULL",
-            &[&ids],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name)
-             SELECT id, n, $3, $4 FROM unnest($1::uuid[], $2::int[]) AS a(id, n)",
-            &[&ids, &numbers, &tenant.0, &queue],
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(claimed)
+        .collect())
 }
 
 /// How an unclaimed message stands, so the consumer can tell a duplicate from one that is busy.

@@ -9,10 +9,12 @@
 pub mod retry;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 
 use serde::Serialize;
 use tracing::Instrument;
@@ -21,6 +23,7 @@ use uuid::Uuid;
 use crate::{
     AppContext,
     broker::{Outbound, QueueRef},
+    config::SETTLE_MARGIN,
     db::{
         self,
         messages::{Claimed, Settlement},
@@ -31,9 +34,6 @@ use crate::{
     metrics as m,
     processing::{Job, Outcome, Processor},
 };
-
-/// Extra lease beyond the processing timeout, for settling the outcome.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// One delivery as the broker handed it over. The body is read from PostgreSQL, the source of
 /// truth, so only the id matters here.
@@ -54,6 +54,20 @@ pub struct BatchReport {
     pub deferred: usize,
     /// Not a message of ours (no or unknown id).
     pub unknown: usize,
+    /// Not started before the invocation's deadline: back on the work queue, attempts unchanged.
+    pub put_back: usize,
+}
+
+impl BatchReport {
+    fn count(&mut self, status: MessageStatus) {
+        match status {
+            MessageStatus::Completed => self.completed += 1,
+            MessageStatus::Retrying => self.retried += 1,
+            MessageStatus::DeadLettered => self.dead_lettered += 1,
+            // Taken over by another worker while running: its outcome was dropped.
+            _ => self.duplicates += 1,
+        }
+    }
 }
 
 pub struct BatchHandler {
@@ -70,76 +84,111 @@ impl BatchHandler {
         &self.ctx
     }
 
-    pub async fn handle(&self, queue: &QueueRef, deliveries: &[Inbound]) -> Result<BatchReport> {
+    /// Processes the batch, starting no message that could not finish (processing timeout plus
+    /// `SETTLE_MARGIN`) before `deadline`. Each message is claimed, and so leased, only when a
+    /// worker takes it, so a message waiting for a worker never outlives its lease and never
+    /// runs twice at once, whatever `workers`, batch size and processing time. Messages left
+    /// unstarted at the deadline go back to the work queue with their attempts unchanged.
+    pub async fn handle(
+        &self,
+        queue: &QueueRef,
+        deliveries: &[Inbound],
+        deadline: Instant,
+    ) -> Result<BatchReport> {
         let mut report = BatchReport::default();
-        let mut ids: Vec<Uuid> = Vec::with_capacity(deliveries.len());
+        let mut waiting: VecDeque<Uuid> = VecDeque::with_capacity(deliveries.len());
         for d in deliveries {
             match d
                 .message_id
                 .as_deref()
                 .and_then(|s| s.parse::<MessageId>().ok())
             {
-                Some(id) if !ids.contains(&id.0) => ids.push(id.0),
+                Some(id) if !waiting.contains(&id.0) => waiting.push_back(id.0),
                 Some(_) => report.duplicates += 1,
                 None => report.unknown += 1,
             }
         }
-        if ids.is_empty() {
+        if waiting.is_empty() {
             return Ok(report);
         }
         let config = self.config_of(queue).await?;
-        let defaults = &self.ctx.config.consumer;
-        let lease = defaults.processing_timeout + LEASE_MARGIN;
+        let timeout = self.ctx.config.consumer.processing_timeout;
+        let lease = timeout + SETTLE_MARGIN;
+        let workers = config.workers.max(1) as usize;
+
+        let mut running = FuturesUnordered::new();
+        let mut first_fault: Option<Error> = None;
+        loop {
+            let free = workers - running.len();
+            let may_start = first_fault.is_none() && Instant::now() + lease <= deadline;
+            if free > 0 && may_start && !waiting.is_empty() {
+                let take: Vec<Uuid> = waiting.drain(..free.min(waiting.len())).collect();
+                let claimed = match self.claim(queue, &take, lease, &mut report).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        first_fault = Some(e);
+                        continue;
+                    }
+                };
+                for c in claimed {
+                    let span = tracing::info_span!("message", tenant_id = %queue.tenant_id,
+                        queue = %queue.queue_name, message_id = %c.id, attempt = c.attempts);
+                    let config = &config;
+                    running.push(
+                        async move { self.run_one(queue, config, &c).await }.instrument(span),
+                    );
+                }
+                continue;
+            }
+            let Some(outcome) = running.next().await else {
+                break;
+            };
+            let mut settle = |outcome: Result<MessageStatus>| match outcome {
+                Ok(status) => report.count(status),
+                Err(e) => {
+                    first_fault.get_or_insert(e);
+                }
+            };
+            settle(outcome);
+            // Workers that finished together free their slots together: one claim for all.
+            while let Some(Some(outcome)) = running.next().now_or_never() {
+                settle(outcome);
+            }
+        }
+        if let Some(e) = first_fault {
+            // The whole batch is redelivered; what completed is skipped as a duplicate.
+            return Err(e);
+        }
+        if !waiting.is_empty() {
+            let ids: Vec<Uuid> = waiting.into_iter().collect();
+            tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name,
+                count = ids.len(), "deadline near: putting unstarted messages back");
+            self.put_back(queue, &ids).await?;
+            report.put_back += ids.len();
+        }
+        Ok(report)
+    }
+
+    /// Claims `ids` for this worker; those it could not claim are sorted into the report.
+    async fn claim(
+        &self,
+        queue: &QueueRef,
+        ids: &[Uuid],
+        lease: Duration,
+        report: &mut BatchReport,
+    ) -> Result<Vec<Claimed>> {
         let claimed = db::messages::claim(
             &self.ctx.db,
             queue.tenant_id,
             queue.queue_name.as_str(),
-            &ids,
+            ids,
             lease,
         )
         .await?;
-
         if claimed.len() < ids.len() {
-            self.sort_unclaimed(queue, &ids, &claimed, &mut report)
-                .await?;
+            self.sort_unclaimed(queue, ids, &claimed, report).await?;
         }
-
-        let workers = config.workers.max(1) as usize;
-        // At most `workers` at once. Futures built in a loop, not a closure, keep them `Send`.
-        let permits = tokio::sync::Semaphore::new(workers);
-        let mut runs = Vec::with_capacity(claimed.len());
-        for c in &claimed {
-            let (permits, config) = (&permits, &config);
-            let span = tracing::info_span!("message", tenant_id = %queue.tenant_id,
-                queue = %queue.queue_name, message_id = %c.id, attempt = c.attempts);
-            runs.push(
-                async move {
-                    let _permit = permits
-                        .acquire()
-                        .await
-                        .map_err(|e| Error::Internal(e.into()))?;
-                    self.run_one(queue, config, c).await
-                }
-                .instrument(span),
-            );
-        }
-        let outcomes: Vec<Result<MessageStatus>> = futures::future::join_all(runs).await;
-        let mut first_fault = None;
-        for outcome in outcomes {
-            match outcome {
-                Ok(MessageStatus::Completed) => report.completed += 1,
-                Ok(MessageStatus::Retrying) => report.retried += 1,
-                Ok(MessageStatus::DeadLettered) => report.dead_lettered += 1,
-                Ok(_) => report.duplicates += 1,
-                Err(e) => {
-                    first_fault.get_or_insert(e);
-                }
-            }
-        }
-        match first_fault {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        Ok(claimed)
     }
 
     async fn config_of(&self, queue: &QueueRef) -> Result<ConsumerConfig> {
@@ -320,18 +369,33 @@ impl BatchHandler {
         delay: Option<Duration>,
     ) -> Result<()> {
         let wait = self.ctx.broker.ensure_wait_queue(queue, tier).await?;
+        self.republish(queue, &wait, ids, delay).await
+    }
+
+    /// Puts messages straight back on the work queue, for a later invocation.
+    async fn put_back(&self, queue: &QueueRef, ids: &[Uuid]) -> Result<()> {
+        self.republish(queue, &crate::broker::work_queue(queue), ids, None)
+            .await
+    }
+
+    async fn republish(
+        &self,
+        queue: &QueueRef,
+        to: &str,
+        ids: &[Uuid],
+        expiration: Option<Duration>,
+    ) -> Result<()> {
         let tenant = queue.tenant_id.to_string();
-        let ids_text: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         let no_headers = Default::default();
-        let outbound: Vec<Outbound> = ids_text
+        let outbound: Vec<Outbound> = ids
             .iter()
             .map(|id| Outbound {
-                queue: &wait,
-                message_id: id.clone(),
+                queue: to,
+                message_id: id.to_string(),
                 // The consumer reads bodies from PostgreSQL; the broker copy only carries the id.
                 body: b"{}",
                 headers: broker_headers(&tenant, queue.queue_name.as_str(), &no_headers),
-                expiration_ms: delay.map(|d| d.as_millis() as u64),
+                expiration_ms: expiration.map(|d| d.as_millis() as u64),
             })
             .collect();
         for r in self.ctx.broker.publish_confirmed(&outbound).await {

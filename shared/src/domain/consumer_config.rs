@@ -80,6 +80,21 @@ impl ConsumerConfigUpdate {
     ) -> Result<Self, Error> {
         let queue_name = QueueName::parse(queue_name)?;
         let workers = Workers::parse(workers, defaults.max_workers)?;
+        let min = defaults.min_workers();
+        if workers.get() != 0 && workers.get() < min {
+            return Err(Error::invalid(
+                "batch_exceeds_function_timeout",
+                format!(
+                    "workers must be at least {min} (or 0 to pause): a batch of {} messages of up \
+                     to {}s each, {} at a time, must finish within the consumer function's \
+                     timeout of {}s",
+                    defaults.batch_size,
+                    defaults.processing_timeout.as_secs_f64(),
+                    workers.get(),
+                    defaults.function_timeout.as_secs_f64(),
+                ),
+            ));
+        }
         let retry_attempts = retry_attempts
             .map(|n| {
                 if (0..=MAX_RETRY_ATTEMPTS).contains(&n) {
@@ -188,5 +203,14 @@ mod tests {
         for (result, code) in cases {
             assert_eq!(result.unwrap_err().code(), code);
         }
+        // A batch of 10 at 30 s each needs 2 workers to fit a 300 s function timeout.
+        let short = ConsumerDefaults {
+            function_timeout: std::time::Duration::from_secs(300),
+            ..d
+        };
+        let one = ConsumerConfigUpdate::parse("q", 1, None, None, None, None, &short);
+        assert_eq!(one.unwrap_err().code(), "batch_exceeds_function_timeout");
+        assert!(ConsumerConfigUpdate::parse("q", 0, None, None, None, None, &short).is_ok());
+        assert!(ConsumerConfigUpdate::parse("q", 2, None, None, None, None, &short).is_ok());
     }
 }

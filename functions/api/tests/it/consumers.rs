@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_with};
 
 #[tokio::test]
 async fn configure_a_queue_consumer() {
@@ -135,4 +135,52 @@ async fn out_of_range_consumer_configs_are_refused() {
         .get(&format!("/api/v1/tenants/{t}/consumers"), &app.admin)
         .await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+/// A full batch must finish inside the consumer function's timeout: too few workers for it are
+/// refused, naming the smallest number that fits, and nothing is stored.
+#[tokio::test]
+async fn workers_too_few_for_the_function_timeout_are_refused() {
+    let app = spawn_with(|c| {
+        // A batch of 10 at up to 30 s each in 300 s less the 5 s margin: 9 rounds, 2 workers.
+        c.consumer.batch_size = 10;
+        c.consumer.processing_timeout = std::time::Duration::from_secs(30);
+        c.consumer.function_timeout = std::time::Duration::from_secs(300);
+    })
+    .await;
+    let t = app.create_tenant().await;
+    let path = format!("/api/v1/tenants/{t}/consumers/orders/config");
+    let r = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({"workers": 1})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "batch_exceeds_function_timeout")
+    );
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at least 2"), "{message}");
+    let list = app
+        .get(&format!("/api/v1/tenants/{t}/consumers"), &app.admin)
+        .await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "not stored"
+    );
+    for workers in [0, 2] {
+        let r = app
+            .call(
+                Method::PUT,
+                &path,
+                Some(&app.admin),
+                Some(json!({"workers": workers})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{workers}: {:?}", r.body);
+    }
 }

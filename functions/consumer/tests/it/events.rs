@@ -6,8 +6,7 @@ use std::{
     time::Duration,
 };
 
-use aws_lambda_events::event::rabbitmq::RabbitMqEvent;
-use consumer::rmq::handle_event;
+use consumer::rmq::{RmqEvent, handle_event};
 use serde_json::{Value, json};
 use shared::{
     broker::{QueueRef, work_queue},
@@ -17,13 +16,18 @@ use shared::{
 
 use crate::helpers::{FailTimes, context, message, publish, tenant, wait_all};
 
+/// A deadline as far off as the longest Lambda timeout.
+fn deadline() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(900)
+}
+
 fn fixture() -> Value {
     let raw = include_str!("../fixtures/aws-rmq-event.json");
     serde_json::from_str(raw).unwrap()
 }
 
 /// The fixture, re-addressed to one of our queues and messages.
-fn fixture_for(queue: &QueueRef, message_id: &str) -> RabbitMqEvent {
+fn fixture_for(queue: &QueueRef, message_id: &str) -> RmqEvent {
     let mut event = fixture();
     let mut messages = event["rmqMessagesByQueue"]["test::/"].take();
     messages[0]["basicProperties"]["messageId"] = json!(message_id);
@@ -36,8 +40,8 @@ async fn the_fixture_event_parses_and_foreign_queues_are_ignored() {
     let ctx = context().await;
     let processor = Arc::new(FailTimes::default());
     let handler = BatchHandler::new(ctx, processor.clone());
-    let event: RabbitMqEvent = serde_json::from_value(fixture()).unwrap();
-    let report = handle_event(&handler, &event).await.unwrap();
+    let event = RmqEvent::decode(fixture());
+    let report = handle_event(&handler, &event, deadline()).await.unwrap();
     assert_eq!(report.queues.len(), 1);
     assert_eq!(report.queues[0].report.unknown, 1);
     assert_eq!(processor.calls.load(Ordering::SeqCst), 0);
@@ -53,9 +57,9 @@ async fn a_message_delivered_twice_completes_once() {
     let processor = Arc::new(FailTimes::default());
     let handler = BatchHandler::new(ctx.clone(), processor.clone());
 
-    let first = handle_event(&handler, &event).await.unwrap();
+    let first = handle_event(&handler, &event, deadline()).await.unwrap();
     assert_eq!(first.queues[0].report.completed, 1);
-    let second = handle_event(&handler, &event).await.unwrap();
+    let second = handle_event(&handler, &event, deadline()).await.unwrap();
     assert_eq!(second.queues[0].report.completed, 0);
     assert_eq!(second.queues[0].report.duplicates, 1);
     // Also twice within one batch.
@@ -64,7 +68,7 @@ async fn a_message_delivered_twice_completes_once() {
         let copy = msgs[0].clone();
         msgs.push(copy);
     }
-    let third = handle_event(&handler, &doubled).await.unwrap();
+    let third = handle_event(&handler, &doubled, deadline()).await.unwrap();
     assert_eq!(third.queues[0].report.duplicates, 2);
 
     assert_eq!(

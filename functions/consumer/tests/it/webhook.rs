@@ -102,6 +102,7 @@ async fn deliveries_are_signed_and_private_addresses_refused_unless_allowed() {
                 message_id: Some(signed.to_string()),
                 redelivered: false,
             }],
+            std::time::Instant::now() + Duration::from_secs(900),
         )
         .await
         .unwrap();
@@ -128,6 +129,7 @@ async fn deliveries_are_signed_and_private_addresses_refused_unless_allowed() {
                 message_id: Some(refused.to_string()),
                 redelivered: false,
             }],
+            std::time::Instant::now() + Duration::from_secs(900),
         )
         .await
         .unwrap();

@@ -1,9 +1,10 @@
 //! The Amazon MQ for RabbitMQ event (`aws:rmq`): mapping it to our tenant queues, and building
 //! it from broker deliveries (the local event source sends exactly what Amazon MQ would).
 
-use std::collections::HashMap;
+pub mod event;
 
-use aws_lambda_events::event::rabbitmq::{RabbitMqBasicProperties, RabbitMqEvent, RabbitMqMessage};
+use std::{collections::BTreeMap, time::Instant};
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use lapin::types::AMQPValue;
 use serde::Serialize;
@@ -14,6 +15,8 @@ use shared::{
     error::Result,
     metrics::BATCHES_FAILED,
 };
+
+pub use event::{BasicProperties, RmqEvent, RmqMessage};
 
 /// What the function returns for an event: a report per queue.
 #[derive(Debug, Default, Serialize)]
@@ -34,13 +37,16 @@ pub fn register_metrics() {
     metrics::counter!(BATCHES_FAILED).absolute(0);
 }
 
-/// Handles one event. An `Err` (infrastructure fault) makes Lambda fail the invocation, so
-/// Amazon MQ redelivers the batch.
-pub async fn handle_event(handler: &BatchHandler, event: &RabbitMqEvent) -> Result<EventReport> {
+/// Handles one event, finishing before `deadline` (the invocation's). An `Err` (infrastructure
+/// fault) makes Lambda fail the invocation, so Amazon MQ redelivers the batch.
+pub async fn handle_event(
+    handler: &BatchHandler,
+    event: &RmqEvent,
+    deadline: Instant,
+) -> Result<EventReport> {
     let mut out = EventReport::default();
     for (key, messages) in &event.messages_by_queue {
-        // Keys are "<queue>::<vhost>".
-        let queue_name = key.rsplit_once("::").map_or(key.as_str(), |(q, _)| q);
+        let (queue_name, _vhost) = event::split_queue_key(key);
         let Some(queue) = parse_work_queue(queue_name) else {
             tracing::warn!(
                 queue = queue_name,
@@ -64,7 +70,7 @@ pub async fn handle_event(handler: &BatchHandler, event: &RabbitMqEvent) -> Resu
             })
             .collect();
         let report = handler
-            .handle(&queue, &inbound)
+            .handle(&queue, &inbound, deadline)
             .await
             .inspect_err(|_| metrics::counter!(BATCHES_FAILED).increment(1))?;
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, ?report, "batch processed");
@@ -76,54 +82,69 @@ pub async fn handle_event(handler: &BatchHandler, event: &RabbitMqEvent) -> Resu
     Ok(out)
 }
 
+/// The monotonic instant of a wall-clock deadline (Lambda gives the invocation's as epoch
+/// milliseconds); one already past is now.
+pub fn instant_of(deadline: std::time::SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
+}
+
 /// Builds the event Amazon MQ would send for these deliveries of one queue.
 pub fn event_from_deliveries(
     queue: &QueueRef,
     vhost: &str,
     deliveries: &[lapin::message::Delivery],
-) -> RabbitMqEvent {
+) -> RmqEvent {
     let key = format!("{}::{}", shared::broker::work_queue(queue), vhost);
     let messages = deliveries.iter().map(message_from_delivery).collect();
-    let mut event = RabbitMqEvent::default();
-    event.event_source = Some("aws:rmq".into());
-    event.event_source_arn = Some("arn:aws:mq:local:000000000000:broker:local:b-local".into());
-    event.messages_by_queue = HashMap::from([(key, messages)]);
-    event
+    RmqEvent {
+        event_source: Some("aws:rmq".into()),
+        event_source_arn: Some("arn:aws:mq:local:000000000000:broker:local:b-local".into()),
+        messages_by_queue: BTreeMap::from([(key, messages)]),
+    }
 }
 
-fn message_from_delivery(d: &lapin::message::Delivery) -> RabbitMqMessage {
+fn message_from_delivery(d: &lapin::message::Delivery) -> RmqMessage {
     let p = &d.properties;
-    let mut props = RabbitMqBasicProperties::default();
-    props.content_type = p.content_type().as_ref().map(|s| s.to_string());
-    props.content_encoding = p.content_encoding().as_ref().map(|s| s.to_string());
-    props.headers = p
-        .headers()
-        .as_ref()
-        .map(|h| {
-            h.inner()
-                .iter()
-                .map(|(k, v)| (k.to_string(), header_value(v)))
-                .collect()
-        })
-        .unwrap_or_default();
-    props.delivery_mode = p.delivery_mode().unwrap_or(2);
-    props.priority = p.priority().unwrap_or(0);
-    props.correlation_id = p.correlation_id().as_ref().map(|s| s.to_string());
-    props.reply_to = p.reply_to().as_ref().map(|s| s.to_string());
-    props.expiration = p.expiration().as_ref().map(|s| s.to_string());
-    props.message_id = p.message_id().as_ref().map(|s| s.to_string());
-    // Amazon MQ formats the timestamp as a display string, e.g. "Jan 1, 1970, 12:33:41 AM".
-    props.timestamp = p.timestamp().and_then(|t| {
-        chrono::DateTime::from_timestamp(t as i64, 0)
-            .map(|dt| dt.format("%b %-d, %Y, %-I:%M:%S %p").to_string())
-    });
-    props.app_id = p.app_id().as_ref().map(|s| s.to_string());
-    props.body_size = d.data.len() as u64;
-    let mut msg = RabbitMqMessage::default();
-    msg.basic_properties = props;
-    msg.redelivered = d.redelivered;
-    msg.data = Some(STANDARD.encode(&d.data));
-    msg
+    let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.to_string());
+    // What the publisher did not set is null, as Amazon MQ sends it.
+    let basic_properties = BasicProperties {
+        content_type: text(p.content_type()),
+        content_encoding: text(p.content_encoding()),
+        headers: p
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.inner()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), header_value(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        delivery_mode: *p.delivery_mode(),
+        priority: *p.priority(),
+        correlation_id: text(p.correlation_id()),
+        reply_to: text(p.reply_to()),
+        expiration: text(p.expiration()),
+        message_id: text(p.message_id()),
+        // Amazon MQ formats the timestamp as a display string, e.g. "Jan 1, 1970, 12:33:41 AM".
+        timestamp: p.timestamp().and_then(|t| {
+            chrono::DateTime::from_timestamp(t as i64, 0)
+                .map(|dt| dt.format("%b %-d, %Y, %-I:%M:%S %p").to_string())
+        }),
+        type_: text(p.kind()),
+        user_id: text(p.user_id()),
+        app_id: text(p.app_id()),
+        cluster_id: text(p.cluster_id()),
+        body_size: Some(d.data.len() as u64),
+    };
+    RmqMessage {
+        basic_properties,
+        redelivered: d.redelivered,
+        data: Some(STANDARD.encode(&d.data)),
+    }
 }
 
 /// Amazon MQ's JSON for a header value: strings as `{"bytes": [...]}`, numbers as numbers.
