@@ -32,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
             move |event: LambdaEvent<serde_json::Value>| {
                 let (handler, ctx) = (handler.clone(), ctx.clone());
                 async move {
-                    let deadline = consumer::rmq::instant_of(event.context.deadline());
+                    let deadline = consumer::rmq::invocation_deadline(
+                        event.context.deadline(),
+                        handler.context().config.consumer.function_timeout,
+                    );
                     let event = RmqEvent::decode(event.payload);
                     let outcome = handle_event(&handler, &event, deadline).await;
                     shared::metrics::record_process_gauges(&ctx);

@@ -3,7 +3,10 @@
 
 pub mod event;
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use lapin::types::AMQPValue;
@@ -82,13 +85,22 @@ pub async fn handle_event(
     Ok(out)
 }
 
-/// The monotonic instant of a wall-clock deadline (Lambda gives the invocation's as epoch
-/// milliseconds); one already past is now.
-pub fn instant_of(deadline: std::time::SystemTime) -> Instant {
-    let left = deadline
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    Instant::now() + left
+/// The monotonic instant of the invocation's deadline (Lambda gives it as epoch milliseconds in
+/// `Lambda-Runtime-Deadline-Ms`). A deadline that is not in the future cannot come from Lambda,
+/// which invokes a function only with time left; `cargo lambda watch` sends the constant
+/// `600000` (1970). Such a deadline is replaced with `fallback` from now, the configured function
+/// timeout, rather than putting every message back.
+pub fn invocation_deadline(deadline: std::time::SystemTime, fallback: Duration) -> Instant {
+    match deadline.duration_since(std::time::SystemTime::now()) {
+        Ok(left) if !left.is_zero() => Instant::now() + left,
+        _ => {
+            tracing::warn!(
+                ?deadline,
+                "the invocation's deadline is not in the future; using CONSUMER_FUNCTION_TIMEOUT"
+            );
+            Instant::now() + fallback
+        }
+    }
 }
 
 /// Builds the event Amazon MQ would send for these deliveries of one queue.
@@ -163,5 +175,24 @@ fn header_value(v: &AMQPValue) -> Value {
         AMQPValue::Float(n) => json!(n),
         AMQPValue::Double(n) => json!(n),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn a_deadline_in_the_past_falls_back_to_the_function_timeout() {
+        let fallback = Duration::from_secs(900);
+        let soon = invocation_deadline(SystemTime::now() + Duration::from_secs(10), fallback);
+        assert!(soon <= Instant::now() + Duration::from_secs(10));
+        assert!(soon > Instant::now() + Duration::from_secs(9));
+        // What `cargo lambda watch` sends: Lambda-Runtime-Deadline-Ms: 600000.
+        let watch = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        let later = invocation_deadline(watch, fallback);
+        assert!(later > Instant::now() + Duration::from_secs(899));
     }
 }
