@@ -7,7 +7,6 @@ use crate::{
     AppContext, db,
     domain::{MessageId, QueueName, TenantId},
     error::Result,
-    messages::publish_to_broker,
 };
 
 /// Which dead letters a redrive takes.
@@ -50,12 +49,7 @@ pub async fn redrive(
             break;
         }
         let refs: Vec<_> = batch.iter().collect();
-        let confirmed = publish_to_broker(ctx, tenant, &refs).await;
-        crate::messages::count_published(tenant, &refs, &confirmed);
-        ctx.writers()
-            .mark_queued
-            .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
-            .await?;
+        let confirmed = crate::outbox::enqueue(ctx, tenant, &refs).await?;
         report.redriven += batch.len();
         report.queued += confirmed.len();
         if (batch.len() as i64) < CHUNK {

@@ -17,8 +17,8 @@ pub mod lambda_invoke;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
+pub mod outbox;
 pub mod processing;
-pub mod relay;
 pub mod telemetry;
 pub mod tenants;
 

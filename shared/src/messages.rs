@@ -1,6 +1,7 @@
-//! The publish path. An accepted message is never lost: it is stored `pending` first, then
-//! published persistently with a publisher confirm and marked `queued`. A message whose publish
-//! was not confirmed stays `pending` and the outbox relay (`relay`) republishes it.
+//! The publish path. An accepted message is never lost: it is stored `pending` first, then put on
+//! the broker by the outbox (`outbox::enqueue`: published persistently with a publisher confirm
+//! and marked `queued`). A message whose publish was not confirmed stays `pending` and the
+//! outbox relay republishes it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,12 +11,11 @@ use serde_json::Value;
 
 use crate::{
     AppContext,
-    broker::{Outbound, QueueRef, headers, work_queue},
+    broker::QueueRef,
     db,
     domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
     error::{Error, Result},
     limits::EffectiveLimits,
-    metrics as m,
 };
 
 /// One message as a client asks to publish it (not yet validated).
@@ -132,12 +132,7 @@ async fn publish_valid(
         .iter()
         .filter(|m| inserted.contains(&m.id.0))
         .collect();
-    let confirmed = publish_to_broker(ctx, tenant, &fresh).await;
-    ctx.writers()
-        .mark_queued
-        .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
-        .await?;
-    count_published(tenant, &fresh, &confirmed);
+    let confirmed = crate::outbox::enqueue(ctx, tenant, &fresh).await?;
 
     let now = Utc::now();
     Ok(messages
@@ -240,96 +235,6 @@ async fn ensure_consumer_configs(
         .expect("known queues lock")
         .extend(unknown);
     Ok(())
-}
-
-/// Counts confirmed and deferred publishes per queue.
-pub(crate) fn count_published(tenant: TenantId, sent: &[&NewMessage], confirmed: &[uuid::Uuid]) {
-    let mut per_queue: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for msg in sent {
-        let e = per_queue.entry(msg.queue_name.as_str()).or_default();
-        if confirmed.contains(&msg.id.0) {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
-        }
-    }
-    for (queue, (ok, deferred)) in per_queue {
-        let labels = m::tq(&tenant, queue);
-        metrics::counter!(m::MESSAGES_PUBLISHED, &labels).increment(ok);
-        metrics::counter!(m::MESSAGES_PUBLISH_DEFERRED, &labels).increment(deferred);
-        if deferred > 0 {
-            tracing::warn!(tenant_id = %tenant, queue, deferred, "publish not confirmed; messages stay pending for the relay");
-        }
-    }
-}
-
-/// Publishes the messages to their work queues; returns the ids the broker confirmed.
-/// Broker faults are logged, not returned: unconfirmed messages stay `pending`.
-pub(crate) async fn publish_to_broker(
-    ctx: &AppContext,
-    tenant: TenantId,
-    messages: &[&NewMessage],
-) -> Vec<uuid::Uuid> {
-    let mut queues: Vec<QueueRef> = messages
-        .iter()
-        .map(|m| QueueRef::new(tenant, m.queue_name.clone()))
-        .collect();
-    queues.sort();
-    queues.dedup();
-    let mut declared = std::collections::HashSet::new();
-    for q in &queues {
-        match ctx.broker.ensure_queue(q).await {
-            Ok(()) => {
-                declared.insert(q.queue_name.clone());
-            }
-            Err(e) => tracing::warn!(error = %e, queue = %q.queue_name, "cannot declare queue"),
-        }
-    }
-    let publishable: Vec<&&NewMessage> = messages
-        .iter()
-        .filter(|m| declared.contains(&m.queue_name))
-        .collect();
-    let names: Vec<String> = publishable
-        .iter()
-        .map(|m| work_queue(&QueueRef::new(tenant, m.queue_name.clone())))
-        .collect();
-    let tenant_str = tenant.to_string();
-    let outbound: Vec<Outbound> = publishable
-        .iter()
-        .zip(&names)
-        .map(|(m, queue)| Outbound {
-            queue,
-            message_id: m.id.to_string(),
-            body: &m.body_bytes,
-            headers: broker_headers(&tenant_str, m.queue_name.as_str(), &m.headers),
-            expiration_ms: None,
-        })
-        .collect();
-    let results = ctx.broker.publish_confirmed(&outbound).await;
-    publishable
-        .iter()
-        .zip(results)
-        .filter_map(|(m, r)| match r {
-            Ok(()) => Some(m.id.0),
-            Err(e) => {
-                tracing::warn!(error = %e, message_id = %m.id, "publish failed");
-                None
-            }
-        })
-        .collect()
-}
-
-/// The tenant's own headers plus the service's tenant and queue headers.
-pub(crate) fn broker_headers(
-    tenant: &str,
-    queue: &str,
-    own: &BTreeMap<String, String>,
-) -> lapin::types::FieldTable {
-    Outbound::string_headers(
-        own.iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain([(headers::TENANT_ID, tenant), (headers::QUEUE_NAME, queue)]),
-    )
 }
 
 pub async fn get(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Message> {

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .config
         .relay
         .enabled
-        .then(|| shared::relay::spawn(ctx.clone()));
+        .then(|| shared::outbox::relay::spawn(ctx.clone()));
     // The recorder must exist before the first gauge sample, or that sample is lost and
     // /metrics lacks the process gauges until the next one.
     if ctx.config.metrics_enabled {

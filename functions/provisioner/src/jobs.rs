@@ -63,7 +63,7 @@ impl Provisioner {
             }
             Job::DeleteTenant { tenant_id } => self.delete(*tenant_id).await,
             Job::Relay => {
-                shared::relay::run_once(&self.ctx).await?;
+                shared::outbox::relay::run_once(&self.ctx).await?;
                 Ok(())
             }
         }

@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         }
         [cmd, rest @ ..] if cmd == "trigger" => trigger(&ctx, rest).await,
         [] => {
-            shared::relay::spawn(ctx).await?;
+            shared::outbox::relay::spawn(ctx).await?;
             Ok(())
         }
         _ => anyhow::bail!(

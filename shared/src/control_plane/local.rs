@@ -87,7 +87,7 @@ impl ControlPlane for LocalControlPlane {
                 db::control_state::record_tenant_deleted(db, tenant_id, LOCAL_FUNCTION, "local")
                     .await
             }
-            Job::Relay => crate::relay::run_once(&self.ctx).await.map(|_| ()),
+            Job::Relay => crate::outbox::relay::run_once(&self.ctx).await.map(|_| ()),
         }
     }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::{
     AppContext,
-    broker::{Outbound, QueueRef},
+    broker::{QueueRef, work_queue},
     config::SETTLE_MARGIN,
     db::{
         self,
@@ -30,8 +30,7 @@ use crate::{
     },
     domain::{ConsumerConfig, MessageId, MessageStatus},
     error::{Error, Result},
-    messages::broker_headers,
-    metrics as m,
+    metrics as m, outbox,
     processing::{Job, Outcome, Processor},
 };
 
@@ -369,38 +368,11 @@ impl BatchHandler {
         delay: Option<Duration>,
     ) -> Result<()> {
         let wait = self.ctx.broker.ensure_wait_queue(queue, tier).await?;
-        self.republish(queue, &wait, ids, delay).await
+        outbox::republish_ids(&self.ctx, queue, &wait, ids, delay).await
     }
 
     /// Puts messages straight back on the work queue, for a later invocation.
     async fn put_back(&self, queue: &QueueRef, ids: &[Uuid]) -> Result<()> {
-        self.republish(queue, &crate::broker::work_queue(queue), ids, None)
-            .await
-    }
-
-    async fn republish(
-        &self,
-        queue: &QueueRef,
-        to: &str,
-        ids: &[Uuid],
-        expiration: Option<Duration>,
-    ) -> Result<()> {
-        let tenant = queue.tenant_id.to_string();
-        let no_headers = Default::default();
-        let outbound: Vec<Outbound> = ids
-            .iter()
-            .map(|id| Outbound {
-                queue: to,
-                message_id: id.to_string(),
-                // The consumer reads bodies from PostgreSQL; the broker copy only carries the id.
-                body: b"{}",
-                headers: broker_headers(&tenant, queue.queue_name.as_str(), &no_headers),
-                expiration_ms: expiration.map(|d| d.as_millis() as u64),
-            })
-            .collect();
-        for r in self.ctx.broker.publish_confirmed(&outbound).await {
-            r?;
-        }
-        Ok(())
+        outbox::republish_ids(&self.ctx, queue, &work_queue(queue), ids, None).await
     }
 }

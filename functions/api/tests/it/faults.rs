@@ -57,7 +57,7 @@ async fn broker_outage_accepts_as_pending_and_the_relay_delivers_later() {
     // The relay sweeps until the broker is back (its reconnect backoff is short).
     let mut republished = false;
     for _ in 0..40 {
-        let report = shared::relay::run_once(&app.ctx).await.unwrap();
+        let report = shared::outbox::relay::run_once(&app.ctx).await.unwrap();
         let now = app
             .get(
                 &format!("/api/v1/tenants/{tenant}/messages/{id}"),

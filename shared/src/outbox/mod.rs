@@ -1,0 +1,158 @@
+//! The outbox: getting a stored message onto the broker. PostgreSQL holds every accepted message
+//! first; this module publishes it persistently with a publisher confirm and marks it `queued`.
+//! A message whose publish was not confirmed stays `pending` and the relay (`relay`) republishes
+//! it later. Publishing, redriving, retry parking and the relay all go through here.
+
+pub mod relay;
+
+use std::collections::{BTreeMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::{
+    AppContext,
+    broker::{Outbound, QueueRef, headers, work_queue},
+    domain::{TenantId, message::NewMessage},
+    error::Result,
+    metrics as m,
+};
+
+/// A stored message as the broker carries it.
+pub struct Envelope<'a> {
+    pub id: Uuid,
+    pub queue: QueueRef,
+    pub body: &'a [u8],
+    pub headers: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn of(tenant: TenantId, msg: &'a NewMessage) -> Self {
+        Self {
+            id: msg.id.0,
+            queue: QueueRef::new(tenant, msg.queue_name.clone()),
+            body: &msg.body_bytes,
+            headers: &msg.headers,
+        }
+    }
+}
+
+/// Publishes new or redriven messages and marks the confirmed ones `queued`; returns their ids.
+/// A broker fault leaves the rest `pending` for the relay; only a database fault is an error.
+pub async fn enqueue(
+    ctx: &AppContext,
+    tenant: TenantId,
+    messages: &[&NewMessage],
+) -> Result<Vec<Uuid>> {
+    let envelopes: Vec<Envelope> = messages.iter().map(|m| Envelope::of(tenant, m)).collect();
+    let confirmed = publish(ctx, &envelopes).await;
+    ctx.writers()
+        .mark_queued
+        .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
+        .await?;
+    count_published(&envelopes, &confirmed);
+    Ok(confirmed)
+}
+
+/// Publishes the messages to their work queues, declaring each queue once; returns the ids the
+/// broker confirmed. Broker faults are logged, not returned.
+pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
+    let mut queues: Vec<&QueueRef> = messages.iter().map(|m| &m.queue).collect();
+    queues.sort();
+    queues.dedup();
+    let mut declared = HashSet::new();
+    for q in queues {
+        match ctx.broker.ensure_queue(q).await {
+            Ok(()) => {
+                declared.insert(q);
+            }
+            Err(e) => tracing::warn!(error = %e, queue = %q.queue_name, "cannot declare queue"),
+        }
+    }
+    let publishable: Vec<&Envelope> = messages
+        .iter()
+        .filter(|m| declared.contains(&m.queue))
+        .collect();
+    let names: Vec<String> = publishable.iter().map(|m| work_queue(&m.queue)).collect();
+    let outbound: Vec<Outbound> = publishable
+        .iter()
+        .zip(&names)
+        .map(|(m, queue)| Outbound {
+            queue,
+            message_id: m.id.to_string(),
+            body: m.body,
+            headers: broker_headers(&m.queue, m.headers),
+            expiration_ms: None,
+        })
+        .collect();
+    let results = ctx.broker.publish_confirmed(&outbound).await;
+    publishable
+        .iter()
+        .zip(results)
+        .filter_map(|(m, r)| match r {
+            Ok(()) => Some(m.id),
+            Err(e) => {
+                tracing::warn!(error = %e, message_id = %m.id, "publish failed");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Puts id-only copies of the queue's messages on the broker queue `to` (a retry wait queue,
+/// or the work queue itself), each expiring after `expiration` if given. The consumer reads
+/// bodies from PostgreSQL, so the copy carries only the id. A broker fault is an error: the
+/// caller's batch must then be redelivered.
+pub async fn republish_ids(
+    ctx: &AppContext,
+    queue: &QueueRef,
+    to: &str,
+    ids: &[Uuid],
+    expiration: Option<std::time::Duration>,
+) -> Result<()> {
+    let no_headers = BTreeMap::new();
+    let outbound: Vec<Outbound> = ids
+        .iter()
+        .map(|id| Outbound {
+            queue: to,
+            message_id: id.to_string(),
+            body: b"{}",
+            headers: broker_headers(queue, &no_headers),
+            expiration_ms: expiration.map(|d| d.as_millis() as u64),
+        })
+        .collect();
+    for r in ctx.broker.publish_confirmed(&outbound).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// The tenant's own headers plus the service's tenant and queue headers.
+fn broker_headers(queue: &QueueRef, own: &BTreeMap<String, String>) -> lapin::types::FieldTable {
+    let tenant = queue.tenant_id.to_string();
+    Outbound::string_headers(own.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([
+        (headers::TENANT_ID, tenant.as_str()),
+        (headers::QUEUE_NAME, queue.queue_name.as_str()),
+    ]))
+}
+
+/// Counts confirmed and deferred publishes per queue.
+fn count_published(sent: &[Envelope], confirmed: &[Uuid]) {
+    let mut per_queue: BTreeMap<&QueueRef, (u64, u64)> = BTreeMap::new();
+    for msg in sent {
+        let e = per_queue.entry(&msg.queue).or_default();
+        if confirmed.contains(&msg.id) {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    for (q, (ok, deferred)) in per_queue {
+        let labels = m::tq(&q.tenant_id, q.queue_name.as_str());
+        metrics::counter!(m::MESSAGES_PUBLISHED, &labels).increment(ok);
+        metrics::counter!(m::MESSAGES_PUBLISH_DEFERRED, &labels).increment(deferred);
+        if deferred > 0 {
+            tracing::warn!(tenant_id = %q.tenant_id, queue = %q.queue_name, deferred,
+                "publish not confirmed; messages stay pending for the relay");
+        }
+    }
+}
