@@ -57,6 +57,14 @@ impl Error {
         }
     }
 
+    /// Publishing to (or consuming for) a deactivated tenant.
+    pub fn tenant_inactive() -> Self {
+        Self::conflict(
+            "tenant_inactive",
+            "the tenant is deactivated and accepts no messages",
+        )
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Error::Conflict {
             code,

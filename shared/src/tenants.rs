@@ -29,10 +29,7 @@ pub async fn get(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
 pub async fn get_active(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     let tenant = get(ctx, id).await?;
     if !tenant.is_active() {
-        return Err(Error::conflict(
-            "tenant_inactive",
-            "the tenant is deactivated and accepts no messages",
-        ));
+        return Err(Error::tenant_inactive());
     }
     Ok(tenant)
 }

@@ -4,9 +4,11 @@ use deadpool_postgres::GenericClient;
 
 use super::Pool;
 use crate::{
-    domain::TenantId,
+    domain::{
+        TenantId,
+        limits::{LimitOverrides, TenantStanding},
+    },
     error::Result,
-    limits::{LimitOverrides, TenantStanding},
 };
 
 /// The tenant's status and its overrides, in one query; `None` for an unknown tenant.

@@ -4,6 +4,7 @@
 pub mod consumer_config;
 pub mod duration;
 pub mod ids;
+pub mod limits;
 pub mod message;
 pub mod names;
 pub mod page;
