@@ -43,19 +43,23 @@ pub async fn ensure_default(
     queue: &QueueName,
     defaults: &ConsumerDefaults,
 ) -> Result<bool> {
+    let c = ConsumerConfig::new_queue(tenant, queue, defaults, new_signing_secret());
     let n = client
         .execute(
             "INSERT INTO consumer_configs
-                 (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, signing_secret)
-             VALUES ($1, $2, $3, $4, $5, $6)
+                 (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled,
+                  endpoint_url, signing_secret)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (tenant_id, queue_name) DO NOTHING",
             &[
                 &tenant.0,
-                &queue.as_str(),
-                &(defaults.default_workers as i32),
-                &(defaults.retry_attempts as i32),
-                &(defaults.retry_delay.as_millis() as i64),
-                &new_signing_secret(),
+                &c.queue_name,
+                &(c.workers as i32),
+                &(c.retry_attempts as i32),
+                &(c.retry_delay_ms as i64),
+                &c.enabled,
+                &c.endpoint_url,
+                &c.signing_secret,
             ],
         )
         .await?;
@@ -71,6 +75,7 @@ pub async fn upsert(
     defaults: &ConsumerDefaults,
 ) -> Result<ConsumerConfig> {
     let client = pool.get().await?;
+    let new = ConsumerConfig::new_queue(tenant, &update.queue_name, defaults, new_signing_secret());
     let (endpoint_given, endpoint) = match &update.endpoint_url {
         Some(url) => (true, url.clone()),
         None => (false, None),
@@ -79,7 +84,7 @@ pub async fn upsert(
         "INSERT INTO consumer_configs AS c
              (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled, endpoint_url, signing_secret)
          VALUES ($1, $2, $3, COALESCE($4::int, $9::int), COALESCE($5::bigint, $10::bigint),
-                 COALESCE($6::boolean, true), $7::text, $8)
+                 COALESCE($6::boolean, $12::boolean), $7::text, $8)
          ON CONFLICT (tenant_id, queue_name) DO UPDATE SET
              workers = EXCLUDED.workers,
              retry_attempts = COALESCE($4::int, c.retry_attempts),
@@ -100,10 +105,11 @@ pub async fn upsert(
                 &update.retry_delay_ms.map(|n| n as i64),
                 &update.enabled,
                 &endpoint,
-                &new_signing_secret(),
-                &(defaults.retry_attempts as i32),
-                &(defaults.retry_delay.as_millis() as i64),
+                &new.signing_secret,
+                &(new.retry_attempts as i32),
+                &(new.retry_delay_ms as i64),
                 &endpoint_given,
+                &new.enabled,
             ],
         )
         .await?;

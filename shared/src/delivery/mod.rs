@@ -195,20 +195,12 @@ impl BatchHandler {
             db::consumer_configs::get(&self.ctx.db, queue.tenant_id, queue.queue_name.as_str())
                 .await?;
         Ok(found.unwrap_or_else(|| {
-            let d = &self.ctx.config.consumer;
-            let now = chrono::Utc::now();
-            ConsumerConfig {
-                tenant_id: queue.tenant_id,
-                queue_name: queue.queue_name.to_string(),
-                workers: d.default_workers,
-                retry_attempts: d.retry_attempts,
-                retry_delay_ms: d.retry_delay.as_millis() as u64,
-                enabled: true,
-                endpoint_url: None,
-                signing_secret: db::consumer_configs::new_signing_secret(),
-                created_at: now,
-                updated_at: now,
-            }
+            ConsumerConfig::new_queue(
+                queue.tenant_id,
+                &queue.queue_name,
+                &self.ctx.config.consumer,
+                db::consumer_configs::new_signing_secret(),
+            )
         }))
     }
 

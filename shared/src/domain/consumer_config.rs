@@ -49,6 +49,29 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// A new queue's config: the deployment's defaults (`CONSUMER_*`), enabled, no endpoint.
+    /// The one statement of those defaults; storage and the consumer both take them from here.
+    pub fn new_queue(
+        tenant_id: TenantId,
+        queue_name: &QueueName,
+        defaults: &ConsumerDefaults,
+        signing_secret: String,
+    ) -> Self {
+        let now = Utc::now();
+        Self {
+            tenant_id,
+            queue_name: queue_name.to_string(),
+            workers: defaults.default_workers,
+            retry_attempts: defaults.retry_attempts,
+            retry_delay_ms: defaults.retry_delay.as_millis() as u64,
+            enabled: true,
+            endpoint_url: None,
+            signing_secret,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Paused queues are not consumed.
     pub fn is_active(&self) -> bool {
         self.enabled && self.workers > 0
