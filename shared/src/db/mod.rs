@@ -1,4 +1,6 @@
-//! PostgreSQL: the pool, migrations, and one repository module per table. Every function that
+//! PostgreSQL: the pool, migrations, TLS, and the repositories, one module per aggregate
+//! (tenants with their limits, messages with their attempts, a queue's config, runtime and
+//! control state, the status figures). Every function that
 //! reads or writes tenant data takes the tenant id; the few system-wide queries (the relay, the
 //! local event source, admin views) say so in their names.
 

@@ -29,14 +29,14 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 pub(crate) struct ListQuery {
     /// Only dead letters of this queue.
     queue_name: Option<String>,
-    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
     #[param(minimum = 1)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// List the tenant's dead-lettered messages, oldest first.
+/// List the tenant's dead-lettered messages, newest first.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/dead-letters", tag = "dead letters",
     params(TenantPath, ListQuery),
     responses((status = 200, description = "One page of dead letters", body = Page<Message>)))]

@@ -143,7 +143,7 @@ pub(crate) enum BatchResult {
     },
 }
 
-/// Publish up to `MAX_BATCH_SIZE` messages; each item is accepted or rejected on its own.
+/// Publish up to `MESSAGE_MAX_BATCH_ITEMS` messages; each item is accepted or rejected on its own.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/messages/batch", tag = "messages",
     params(TenantPath), request_body = BatchRequest,
     responses((status = 202, description = "Per-item results", body = BatchResponse)))]
@@ -231,14 +231,14 @@ pub(crate) struct ListQuery {
     status: Option<String>,
     /// Only messages of this queue.
     queue_name: Option<String>,
-    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
     #[param(minimum = 1)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// List the tenant's messages, oldest first, optionally by status and queue.
+/// List the tenant's messages, newest first, optionally by status and queue.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/messages", tag = "messages",
     params(TenantPath, ListQuery),
     responses((status = 200, description = "One page of messages", body = Page<Message>)))]

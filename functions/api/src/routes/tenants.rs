@@ -63,7 +63,7 @@ async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Page size, 1 to `MAX_PAGE_SIZE` (default 50).
+    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
     #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -80,7 +80,7 @@ impl PageQuery {
     }
 }
 
-/// List tenants, oldest first.
+/// List tenants, newest first.
 #[utoipa::path(get, path = "/tenants", tag = "tenants", params(PageQuery),
     responses((status = 200, description = "One page of tenants", body = Page<Tenant>)))]
 async fn list(
