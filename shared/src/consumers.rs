@@ -15,7 +15,7 @@ use crate::{
         control_state::{Capacity, Mapping},
     },
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 /// The window of the status API's recent figures.
@@ -28,7 +28,7 @@ pub async fn configure(
 ) -> Result<ConsumerConfig> {
     let standing = db::limits::standing(&ctx.db, tenant)
         .await?
-        .ok_or(Error::NotFound("tenant"))?;
+        .ok_or(Error::NotFound(Code::TenantNotFound))?;
     let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
     let client = ctx.db.get().await?;
     crate::limits::check_new_queue(&client, tenant, update.queue_name.as_str(), &limits).await?;

@@ -20,25 +20,124 @@ impl fmt::Display for Dependency {
     }
 }
 
+/// Declares [`Code`]: every stable error code, the HTTP status it comes with, and when.
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal, $status:literal, $doc:literal;)*) => {
+        /// A stable, machine-readable error code. The API answers it as `error.code`, the
+        /// OpenAPI document lists every one (from [`Code::ALL`]), and its HTTP status is
+        /// [`Code::status`]: one table, so the three cannot drift.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            /// The HTTP status the API answers with this code.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Code::$variant => $status,)*
+                }
+            }
+
+            /// When the code is answered (for the OpenAPI document).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $doc,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJson = "invalid_json", 400, "the body is not JSON of the documented shape (unknown fields included)";
+    UnsupportedMediaType = "unsupported_media_type", 400, "the body was not sent as `application/json`";
+    InvalidQuery = "invalid_query", 400, "a query parameter is malformed or unknown";
+    InvalidPath = "invalid_path", 400, "a path parameter is malformed";
+    InvalidTenantId = "invalid_tenant_id", 400, "the tenant id is not a UUID";
+    InvalidMessageId = "invalid_message_id", 400, "a message id is not a UUID";
+    InvalidTenantName = "invalid_tenant_name", 400, "the tenant name breaks its rules";
+    InvalidQueueName = "invalid_queue_name", 400, "the queue name breaks its rules";
+    InvalidStatus = "invalid_status", 400, "unknown message status";
+    InvalidLimit = "invalid_limit", 400, "page size out of range";
+    InvalidCursor = "invalid_cursor", 400, "the cursor is not one this API returned";
+    InvalidMessageBody = "invalid_message_body", 400, "message_body is missing or null";
+    InvalidHeaders = "invalid_headers", 400, "message headers break their rules";
+    InvalidIdempotencyKey = "invalid_idempotency_key", 400, "the idempotency key breaks its rules";
+    InvalidBatch = "invalid_batch", 400, "a batch is empty or too large";
+    InvalidWorkers = "invalid_workers", 400, "workers out of range";
+    BatchExceedsFunctionTimeout = "batch_exceeds_function_timeout", 400, "with so few workers a full batch cannot finish within the consumer function timeout";
+    InvalidRetryAttempts = "invalid_retry_attempts", 400, "retry_attempts out of range";
+    InvalidRetryDelay = "invalid_retry_delay", 400, "retry_delay_ms out of range";
+    InvalidEndpointUrl = "invalid_endpoint_url", 400, "endpoint_url is not an absolute http(s) URL";
+    Unauthorized = "unauthorized", 401, "no bearer token, or it is malformed, expired or badly signed";
+    Forbidden = "forbidden", 403, "the token's role or tenant does not reach this route";
+    NotFound = "not_found", 404, "no such route or resource";
+    TenantNotFound = "tenant_not_found", 404, "no such tenant";
+    MessageNotFound = "message_not_found", 404, "no such message of this tenant";
+    ConsumerNotFound = "consumer_not_found", 404, "no such consumer queue of this tenant";
+    TenantNameTaken = "tenant_name_taken", 409, "another tenant has this name";
+    TenantInactive = "tenant_inactive", 409, "the tenant is deactivated and accepts no messages";
+    IdempotencyKeyReused = "idempotency_key_reused", 409, "the idempotency key was used for a different message";
+    PayloadTooLarge = "payload_too_large", 413, "the request body is larger than the service accepts";
+    MessageTooLarge = "message_too_large", 413, "message_body is larger than MESSAGE_MAX_BODY_BYTES";
+    InvalidLimits = "invalid_limits", 400, "a tenant limit is out of range";
+    InvalidCapacity = "invalid_capacity", 400, "reserved_concurrency is out of range (0 to 1000)";
+    BatchExceedsBurst = "batch_exceeds_burst", 400, "a batch holds more messages than the tenant's publish burst; split it";
+    QueueLimitReached = "queue_limit_reached", 409, "a new queue would exceed the tenant's max_queues";
+    RateLimited = "rate_limited", 429, "the tenant's publish rate is exceeded; retry after `Retry-After`";
+    BacklogLimitReached = "backlog_limit_reached", 429, "the tenant's stored backlog is at max_backlog; retry after `Retry-After`";
+    InternalError = "internal_error", 500, "a fault of the service (logged; no detail is answered)";
+    DatabaseUnavailable = "database_unavailable", 503, "PostgreSQL does not answer; retry after `Retry-After`";
+    BrokerUnavailable = "broker_unavailable", 503, "RabbitMQ does not answer; retry after `Retry-After`";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<Code> for &str {
+    fn eq(&self, other: &Code) -> bool {
+        *self == other.as_str()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Input that breaks a documented rule. `code` is stable and machine-readable.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
-    #[error("{0} not found")]
-    NotFound(&'static str),
+    Invalid { code: Code, message: String },
+    /// The code says what was not found.
+    #[error("{}", .0.description())]
+    NotFound(Code),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: Code, message: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
-    TooLarge { code: &'static str, message: String },
+    TooLarge { code: Code, message: String },
     /// Over a per-tenant limit that frees up with time: 429 with `Retry-After`.
     #[error("{message}")]
     LimitExceeded {
-        code: &'static str,
+        code: Code,
         message: String,
         retry_after_secs: u64,
     },
@@ -50,7 +149,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: Code, message: impl Into<String>) -> Self {
         Error::Invalid {
             code,
             message: message.into(),
@@ -60,12 +159,12 @@ impl Error {
     /// Publishing to (or consuming for) a deactivated tenant.
     pub fn tenant_inactive() -> Self {
         Self::conflict(
-            "tenant_inactive",
+            Code::TenantInactive,
             "the tenant is deactivated and accepts no messages",
         )
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: Code, message: impl Into<String>) -> Self {
         Error::Conflict {
             code,
             message: message.into(),
@@ -73,19 +172,16 @@ impl Error {
     }
 
     /// The stable machine code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
-            Error::TooLarge { code, .. } | Error::LimitExceeded { code, .. } => code,
-            Error::NotFound("tenant") => "tenant_not_found",
-            Error::NotFound("message") => "message_not_found",
-            Error::NotFound("consumer") => "consumer_not_found",
-            Error::NotFound(_) => "not_found",
-            Error::Unauthenticated(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::Unavailable(Dependency::Database) => "database_unavailable",
-            Error::Unavailable(Dependency::Broker) => "broker_unavailable",
-            Error::Internal(_) => "internal_error",
+            Error::Invalid { code, .. } | Error::Conflict { code, .. } => *code,
+            Error::TooLarge { code, .. } | Error::LimitExceeded { code, .. } => *code,
+            Error::NotFound(code) => *code,
+            Error::Unauthenticated(_) => Code::Unauthorized,
+            Error::Forbidden(_) => Code::Forbidden,
+            Error::Unavailable(Dependency::Database) => Code::DatabaseUnavailable,
+            Error::Unavailable(Dependency::Broker) => Code::BrokerUnavailable,
+            Error::Internal(_) => Code::InternalError,
         }
     }
 

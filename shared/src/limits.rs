@@ -19,7 +19,7 @@ pub use crate::domain::limits::{EffectiveLimits, LimitOverrides, TenantStanding}
 use crate::{
     AppContext, db,
     domain::TenantId,
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 /// Per-instance cache of tenants' limits and backlog counts. Per-tenant entries: one tenant's
@@ -103,7 +103,7 @@ pub async fn effective(ctx: &AppContext, tenant: TenantId) -> Result<EffectiveLi
         None => {
             let s = db::limits::standing(&ctx.db, tenant)
                 .await?
-                .ok_or(Error::NotFound("tenant"))?;
+                .ok_or(Error::NotFound(Code::TenantNotFound))?;
             ctx.limits.store(tenant, s.clone());
             s
         }
@@ -140,7 +140,7 @@ pub async fn admit_publish(
                 ctx.limits.set_backlog(tenant, current);
             }
             return Err(Error::LimitExceeded {
-                code: "backlog_limit_reached",
+                code: Code::BacklogLimitReached,
                 message: format!(
                     "the tenant has {current} unsettled messages stored; its backlog limit is {}",
                     limits.max_backlog
@@ -155,7 +155,7 @@ pub async fn admit_publish(
     if limits.publish_rate > 0.0 {
         if n > limits.publish_burst {
             return Err(Error::invalid(
-                "batch_exceeds_burst",
+                Code::BatchExceedsBurst,
                 format!(
                     "a publish of {n} messages can never fit the tenant's burst of {}",
                     limits.publish_burst
@@ -172,7 +172,7 @@ pub async fn admit_publish(
         .await?
         {
             return Err(Error::LimitExceeded {
-                code: "rate_limited",
+                code: Code::RateLimited,
                 message: format!(
                     "the tenant's publish rate of {} messages per second is exhausted",
                     limits.publish_rate
@@ -198,7 +198,7 @@ pub async fn check_new_queue(
     let (count, exists) = db::limits::queue_count(client, tenant, queue).await?;
     if !exists && count >= limits.max_queues as u64 {
         return Err(Error::conflict(
-            "queue_limit_reached",
+            Code::QueueLimitReached,
             format!("the tenant has {count} queues, its limit (max_queues); an admin can raise it"),
         ));
     }
@@ -228,7 +228,7 @@ pub struct Usage {
 pub async fn view(ctx: &AppContext, tenant: TenantId) -> Result<LimitsView> {
     let standing = db::limits::standing(&ctx.db, tenant)
         .await?
-        .ok_or(Error::NotFound("tenant"))?;
+        .ok_or(Error::NotFound(Code::TenantNotFound))?;
     let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
     let client = ctx.db.get().await?;
     let (queues, _) = db::limits::queue_count(&client, tenant, "").await?;

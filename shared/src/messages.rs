@@ -14,7 +14,7 @@ use crate::{
     broker::QueueRef,
     db,
     domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
-    error::{Error, Result},
+    error::{Code, Error, Result},
     limits::EffectiveLimits,
 };
 
@@ -59,7 +59,7 @@ pub async fn publish_batch(
     let max = ctx.config.limits.max_batch_items;
     if items.is_empty() || items.len() > max {
         return Err(Error::invalid(
-            "invalid_batch",
+            Code::InvalidBatch,
             format!("a batch holds 1 to {max} messages"),
         ));
     }
@@ -162,7 +162,7 @@ async fn publish_valid(
                     idempotent_replay: true,
                 }),
                 Some(_) => Err(Error::conflict(
-                    "idempotency_key_reused",
+                    Code::IdempotencyKeyReused,
                     "this idempotency key was used for a different message",
                 )),
                 None => Err(Error::Internal(anyhow::anyhow!(
@@ -240,7 +240,7 @@ async fn ensure_consumer_configs(
 pub async fn get(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Message> {
     db::messages::get(&ctx.db, tenant, id)
         .await?
-        .ok_or(Error::NotFound("message"))
+        .ok_or(Error::NotFound(Code::MessageNotFound))
 }
 
 pub async fn list(

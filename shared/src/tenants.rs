@@ -3,7 +3,7 @@
 use crate::{
     AppContext, db,
     domain::{Page, PageRequest, QueueName, Tenant, TenantId, TenantName},
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 /// Every new tenant gets this queue with the default consumer configuration.
@@ -22,7 +22,7 @@ pub async fn create(ctx: &AppContext, name: &TenantName) -> Result<Tenant> {
 pub async fn get(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     db::tenants::get(&ctx.db, id)
         .await?
-        .ok_or(Error::NotFound("tenant"))
+        .ok_or(Error::NotFound(Code::TenantNotFound))
 }
 
 /// The tenant, which must exist and be active (publishing and consuming need both).
@@ -43,7 +43,7 @@ pub async fn list(ctx: &AppContext, page: &PageRequest) -> Result<Page<Tenant>> 
 pub async fn deactivate(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     db::tenants::deactivate(&ctx.db, id)
         .await?
-        .ok_or(Error::NotFound("tenant"))
+        .ok_or(Error::NotFound(Code::TenantNotFound))
 }
 
 /// Largest reserved concurrency an admin may ask for (Lambda's default account limit).
@@ -59,7 +59,7 @@ pub async fn set_capacity(
     let concurrency = match reserved_concurrency {
         Some(n) if !(0..=MAX_CAPACITY).contains(&n) => {
             return Err(Error::invalid(
-                "invalid_capacity",
+                Code::InvalidCapacity,
                 format!(
                     "reserved_concurrency must be within 0..={MAX_CAPACITY} (0 pauses the tenant)"
                 ),
@@ -77,5 +77,5 @@ pub async fn capacity(ctx: &AppContext, id: TenantId) -> Result<db::control_stat
     get(ctx, id).await?;
     db::control_state::get(&ctx.db, id)
         .await?
-        .ok_or(Error::NotFound("capacity"))
+        .ok_or(Error::NotFound(Code::NotFound))
 }

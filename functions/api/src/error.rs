@@ -32,18 +32,9 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+/// The status comes with the code (`Code::status`), so the document and the answer agree.
 pub fn status_of(err: &Error) -> StatusCode {
-    match err {
-        Error::Invalid { .. } => StatusCode::BAD_REQUEST,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict { .. } => StatusCode::CONFLICT,
-        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(err.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The client-facing body. Internal errors are logged here and answered opaquely.
@@ -57,7 +48,7 @@ pub fn body_of(err: &Error) -> ErrorBody {
         other => other.to_string(),
     };
     ErrorBody {
-        code: err.code(),
+        code: err.code().as_str(),
         message,
     }
 }

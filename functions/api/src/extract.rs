@@ -5,6 +5,7 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use shared::error::Code;
 use shared::{Error, auth::Principal};
 
 use crate::{error::ApiError, state::ApiState};
@@ -46,24 +47,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// `invalid_json`.
 pub fn from_json_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
     if !value.is_object() {
-        return Err(Error::invalid("invalid_json", "expected a JSON object"));
+        return Err(Error::invalid(Code::InvalidJson, "expected a JSON object"));
     }
-    serde_json::from_value(value).map_err(|e| Error::invalid("invalid_json", e.to_string()))
+    serde_json::from_value(value).map_err(|e| Error::invalid(Code::InvalidJson, e.to_string()))
 }
 
 fn json_error(rejection: JsonRejection) -> Error {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => Error::invalid(
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "send the body as JSON with 'Content-Type: application/json'",
         ),
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Error::TooLarge {
-                code: "payload_too_large",
+                code: Code::PayloadTooLarge,
                 message: "the request body is larger than the service accepts".into(),
             }
         }
-        other => Error::invalid("invalid_json", other.body_text()),
+        other => Error::invalid(Code::InvalidJson, other.body_text()),
     }
 }
 
@@ -76,7 +77,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
-            Err(r) => Err(ApiError(Error::invalid("invalid_query", r.body_text()))),
+            Err(r) => Err(ApiError(Error::invalid(Code::InvalidQuery, r.body_text()))),
         }
     }
 }
@@ -90,7 +91,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(PathParams(v)),
-            Err(r) => Err(ApiError(Error::invalid("invalid_path", r.body_text()))),
+            Err(r) => Err(ApiError(Error::invalid(Code::InvalidPath, r.body_text()))),
         }
     }
 }

@@ -18,147 +18,17 @@ use utoipa::{
     },
 };
 
+use shared::error::Code;
+
 use crate::error::ErrorEnvelope;
 
-/// Every stable error `code`, the status it comes with, and when.
-pub const ERROR_CODES: &[(&str, u16, &str)] = &[
-    (
-        "invalid_json",
-        400,
-        "the body is not JSON of the documented shape (unknown fields included)",
-    ),
-    (
-        "unsupported_media_type",
-        400,
-        "the body was not sent as `application/json`",
-    ),
-    (
-        "invalid_query",
-        400,
-        "a query parameter is malformed or unknown",
-    ),
-    ("invalid_path", 400, "a path parameter is malformed"),
-    ("invalid_tenant_id", 400, "the tenant id is not a UUID"),
-    ("invalid_message_id", 400, "a message id is not a UUID"),
-    (
-        "invalid_tenant_name",
-        400,
-        "the tenant name breaks its rules",
-    ),
-    ("invalid_queue_name", 400, "the queue name breaks its rules"),
-    ("invalid_status", 400, "unknown message status"),
-    ("invalid_limit", 400, "page size out of range"),
-    (
-        "invalid_cursor",
-        400,
-        "the cursor is not one this API returned",
-    ),
-    (
-        "invalid_message_body",
-        400,
-        "message_body is missing or null",
-    ),
-    ("invalid_headers", 400, "message headers break their rules"),
-    (
-        "invalid_idempotency_key",
-        400,
-        "the idempotency key breaks its rules",
-    ),
-    ("invalid_batch", 400, "a batch is empty or too large"),
-    ("invalid_workers", 400, "workers out of range"),
-    (
-        "batch_exceeds_function_timeout",
-        400,
-        "with so few workers a full batch cannot finish within the consumer function timeout",
-    ),
-    ("invalid_retry_attempts", 400, "retry_attempts out of range"),
-    ("invalid_retry_delay", 400, "retry_delay_ms out of range"),
-    (
-        "invalid_endpoint_url",
-        400,
-        "endpoint_url is not an absolute http(s) URL",
-    ),
-    (
-        "unauthorized",
-        401,
-        "no bearer token, or it is malformed, expired or badly signed",
-    ),
-    (
-        "forbidden",
-        403,
-        "the token's role or tenant does not reach this route",
-    ),
-    ("not_found", 404, "no such route"),
-    ("tenant_not_found", 404, "no such tenant"),
-    ("message_not_found", 404, "no such message of this tenant"),
-    (
-        "consumer_not_found",
-        404,
-        "no such consumer queue of this tenant",
-    ),
-    ("tenant_name_taken", 409, "another tenant has this name"),
-    (
-        "tenant_inactive",
-        409,
-        "the tenant is deactivated and accepts no messages",
-    ),
-    (
-        "idempotency_key_reused",
-        409,
-        "the idempotency key was used for a different message",
-    ),
-    (
-        "payload_too_large",
-        413,
-        "the request body is larger than the service accepts",
-    ),
-    (
-        "message_too_large",
-        413,
-        "message_body is larger than MESSAGE_MAX_BODY_BYTES",
-    ),
-    ("invalid_limits", 400, "a tenant limit is out of range"),
-    (
-        "invalid_capacity",
-        400,
-        "reserved_concurrency is out of range (0 to 1000)",
-    ),
-    (
-        "batch_exceeds_burst",
-        400,
-        "a batch holds more messages than the tenant's publish burst; split it",
-    ),
-    (
-        "queue_limit_reached",
-        409,
-        "a new queue would exceed the tenant's max_queues",
-    ),
-    (
-        "rate_limited",
-        429,
-        "the tenant's publish rate is exceeded; retry after `Retry-After`",
-    ),
-    (
-        "backlog_limit_reached",
-        429,
-        "the tenant's stored backlog is at max_backlog; retry after `Retry-After`",
-    ),
-    (
-        "internal_error",
-        500,
-        "a fault of the service (logged; no detail is answered)",
-    ),
-    (
-        "database_unavailable",
-        503,
-        "PostgreSQL does not answer; retry after `Retry-After`",
-    ),
-    (
-        "broker_unavailable",
-        503,
-        "RabbitMQ does not answer; retry after `Retry-After`",
-    ),
-];
+/// Every stable error `code`, the status it comes with, and when: `shared::error::Code`, the
+/// one table the API answers from.
+pub fn error_codes() -> impl Iterator<Item = (&'static str, u16, &'static str)> {
+    Code::ALL
+        .iter()
+        .map(|c| (c.as_str(), c.status(), c.description()))
+}
 
 /// Who may call a route.
 #[derive(Clone, Copy)]
@@ -328,13 +198,12 @@ pub fn document_pretty() -> String {
 
 /// The schema of `ErrorBody.code`: the enum of stable codes, described one by one.
 pub fn error_code_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
-    let table: Vec<String> = ERROR_CODES
-        .iter()
+    let table: Vec<String> = error_codes()
         .map(|(code, status, when)| format!("- `{code}` ({status}): {when}"))
         .collect();
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(ERROR_CODES.iter().map(|(code, _, _)| *code)))
+        .enum_values(Some(error_codes().map(|(code, _, _)| code)))
         .description(Some(format!("Stable error codes:\n{}", table.join("\n"))))
 }
 
@@ -376,7 +245,7 @@ pub fn headers_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
 }
 
 /// Adds the bearer scheme, each route's security and error responses (from [`ROUTES`]), and
-/// one shared response per error status (from [`ERROR_CODES`]).
+/// one shared response per error status (from [`error_codes`]).
 struct Contract;
 
 impl Modify for Contract {
@@ -395,7 +264,7 @@ impl Modify for Contract {
                     .build(),
             ),
         );
-        let statuses: BTreeSet<u16> = ERROR_CODES.iter().map(|(_, s, _)| *s).collect();
+        let statuses: BTreeSet<u16> = error_codes().map(|(_, s, _)| s).collect();
         for status in statuses {
             components
                 .responses
@@ -470,8 +339,7 @@ fn response_name(status: u16) -> String {
 }
 
 fn error_response(status: u16) -> Response {
-    let codes: Vec<String> = ERROR_CODES
-        .iter()
+    let codes: Vec<String> = error_codes()
         .filter(|(_, s, _)| *s == status)
         .map(|(code, _, _)| format!("`{code}`"))
         .collect();
@@ -545,62 +413,6 @@ mod tests {
             );
         }
         let codes = &doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"];
-        assert_eq!(codes.as_array().unwrap().len(), ERROR_CODES.len());
-    }
-
-    /// Every code the service can answer is in the documented list: the literals passed as codes
-    /// in the API and the domain layer are collected from the source.
-    #[test]
-    fn every_error_code_in_the_source_is_documented() {
-        let roots = [
-            concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/src"),
-        ];
-        let mut found = BTreeSet::new();
-        let mut stack: Vec<std::path::PathBuf> = roots.iter().map(Into::into).collect();
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    collect_codes(&path, &std::fs::read_to_string(&path).unwrap(), &mut found);
-                }
-            }
-        }
-        let documented: BTreeSet<&str> = ERROR_CODES.iter().map(|(c, _, _)| *c).collect();
-        assert!(found.len() > 10, "the scan found too few codes: {found:?}");
-        let missing: Vec<_> = found
-            .iter()
-            .filter(|c| !documented.contains(c.as_str()))
-            .collect();
-        assert!(missing.is_empty(), "undocumented error codes: {missing:?}");
-    }
-
-    /// String literals passed as codes: after `invalid(`, `conflict(` and `code: `, any
-    /// `"invalid_..."` literal (the id parsers' codes), and the arms of `Error::code`.
-    fn collect_codes(file: &std::path::Path, src: &str, out: &mut BTreeSet<String>) {
-        let literal = |s: &str| -> Option<String> {
-            let rest = s.trim_start().strip_prefix('"')?;
-            let code = &rest[..rest.find('"')?];
-            let ok = !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-            ok.then(|| code.to_string())
-        };
-        if file.ends_with("openapi.rs") {
-            return; // the list itself
-        }
-        let mut scans = vec![(src, "invalid("), (src, "conflict("), (src, "code: ")];
-        if file.ends_with("shared/src/error.rs") {
-            let code_fn = &src[src.find("fn code(").expect("Error::code")..];
-            scans.push((&code_fn[..code_fn.find("\n    }").unwrap()], "=> "));
-        }
-        for (text, marker) in scans {
-            for (at, _) in text.match_indices(marker) {
-                out.extend(literal(&text[at + marker.len()..]));
-            }
-        }
-        for (at, _) in src.match_indices("\"invalid_") {
-            out.extend(literal(&src[at..]));
-        }
+        assert_eq!(codes.as_array().unwrap().len(), Code::ALL.len());
     }
 }

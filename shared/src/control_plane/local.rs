@@ -9,7 +9,7 @@ use crate::{
     broker::QueueRef,
     db::{self, control_state::MappingRecord},
     domain::{ConsumerConfig, QueueName, TenantId},
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 /// What the status API shows as the function of a tenant consumed in process.
@@ -80,7 +80,7 @@ impl ControlPlane for LocalControlPlane {
                 queue_name,
             } => match db::consumer_configs::get(db, tenant_id, &queue_name).await? {
                 Some(config) => self.apply_queue(&config).await,
-                None => Err(Error::NotFound("consumer config")),
+                None => Err(Error::NotFound(Code::ConsumerNotFound)),
             },
             Job::ScaleTenant { tenant_id } => self.scale(tenant_id).await,
             Job::DeleteTenant { tenant_id } => {

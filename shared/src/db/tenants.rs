@@ -3,7 +3,7 @@ use tokio_postgres::Row;
 use super::{Pool, unique_violation};
 use crate::{
     domain::{PageRequest, Tenant, TenantId, TenantName, TenantStatus},
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 const COLUMNS: &str = "id, name, status, created_at, updated_at";
@@ -30,7 +30,7 @@ pub async fn insert(
     match client.query_one(&sql, &[&id.0, &name.as_str()]).await {
         Ok(row) => Ok(from_row(&row)),
         Err(e) if unique_violation(&e) == Some("tenants_name_key") => Err(Error::conflict(
-            "tenant_name_taken",
+            Code::TenantNameTaken,
             format!("a tenant named {:?} already exists", name.as_str()),
         )),
         Err(e) => Err(e.into()),

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{QueueName, TenantId};
-use crate::{config::ConsumerDefaults, error::Error};
+use crate::{
+    config::ConsumerDefaults,
+    error::{Code, Error},
+};
 
 /// How many of a batch's messages run at once: `0..=max_workers`, `0` pausing the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +20,7 @@ impl Workers {
             Ok(Self(n as u32))
         } else {
             Err(Error::invalid(
-                "invalid_workers",
+                Code::InvalidWorkers,
                 format!("workers must be within 0..={max} (0 pauses the queue)"),
             ))
         }
@@ -106,7 +109,7 @@ impl ConsumerConfigUpdate {
         let min = defaults.min_workers();
         if workers.get() != 0 && workers.get() < min {
             return Err(Error::invalid(
-                "batch_exceeds_function_timeout",
+                Code::BatchExceedsFunctionTimeout,
                 format!(
                     "workers must be at least {min} (or 0 to pause): a batch of {} messages of up \
                      to {}s each, {} at a time, must finish within the consumer function's \
@@ -124,7 +127,7 @@ impl ConsumerConfigUpdate {
                     Ok(n as u32)
                 } else {
                     Err(Error::invalid(
-                        "invalid_retry_attempts",
+                        Code::InvalidRetryAttempts,
                         format!("retry_attempts must be within 0..={MAX_RETRY_ATTEMPTS}"),
                     ))
                 }
@@ -136,7 +139,7 @@ impl ConsumerConfigUpdate {
                     Ok(n as u64)
                 } else {
                     Err(Error::invalid(
-                        "invalid_retry_delay",
+                        Code::InvalidRetryDelay,
                         format!(
                             "retry_delay_ms must be within {MIN_RETRY_DELAY_MS}..={MAX_RETRY_DELAY_MS}"
                         ),
@@ -162,7 +165,7 @@ impl ConsumerConfigUpdate {
 fn validate_endpoint_url(raw: &str) -> Result<String, Error> {
     let invalid = || {
         Error::invalid(
-            "invalid_endpoint_url",
+            Code::InvalidEndpointUrl,
             "endpoint_url must be an absolute http(s) URL of at most 2048 characters",
         )
     };

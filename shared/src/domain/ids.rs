@@ -5,10 +5,10 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 macro_rules! uuid_id {
-    ($name:ident, $what:literal, $code:literal) => {
+    ($name:ident, $what:literal, $code:expr) => {
         #[derive(
             Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
         )]
@@ -45,5 +45,5 @@ macro_rules! uuid_id {
     };
 }
 
-uuid_id!(TenantId, "tenant id", "invalid_tenant_id");
-uuid_id!(MessageId, "message id", "invalid_message_id");
+uuid_id!(TenantId, "tenant id", Code::InvalidTenantId);
+uuid_id!(MessageId, "message id", Code::InvalidMessageId);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::TenantLimitDefaults,
-    error::{Error, Result},
+    error::{Code, Error, Result},
 };
 
 /// A tenant's own limits; `None` takes the environment default.
@@ -47,7 +47,7 @@ impl LimitOverrides {
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, rule: &str| {
             Err(Error::invalid(
-                "invalid_limits",
+                Code::InvalidLimits,
                 format!("{field} must be {rule} (or null for the default)"),
             ))
         };

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{MessageId, QueueName, TenantId};
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -64,7 +64,7 @@ impl FromStr for MessageStatus {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::invalid(
-                    "invalid_status",
+                    Code::InvalidStatus,
                     "status must be one of pending, queued, processing, retrying, completed, dead_lettered",
                 )
             })
@@ -123,21 +123,21 @@ impl NewMessage {
         let queue_name = QueueName::parse(queue_name)?;
         if body.is_null() {
             return Err(Error::invalid(
-                "invalid_message_body",
+                Code::InvalidMessageBody,
                 "message_body is required and must not be null",
             ));
         }
         if contains_nul(&body) {
             // PostgreSQL's jsonb cannot store it.
             return Err(Error::invalid(
-                "invalid_message_body",
+                Code::InvalidMessageBody,
                 "message_body must not contain the NUL character (\\u0000)",
             ));
         }
         let body_bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.into()))?;
         if body_bytes.len() > max_body_bytes {
             return Err(Error::TooLarge {
-                code: "message_too_large",
+                code: Code::MessageTooLarge,
                 message: format!(
                     "message_body is {} bytes; the limit is {max_body_bytes}",
                     body_bytes.len()
@@ -171,7 +171,7 @@ fn contains_nul(value: &Value) -> bool {
 fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
     if headers.len() > MAX_HEADERS {
         return Err(Error::invalid(
-            "invalid_headers",
+            Code::InvalidHeaders,
             format!("at most {MAX_HEADERS} headers are allowed"),
         ));
     }
@@ -182,7 +182,7 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
             return Err(Error::invalid(
-                "invalid_headers",
+                Code::InvalidHeaders,
                 format!(
                     "header name {name:?} must be 1-{MAX_HEADER_NAME_LEN} characters of A-Z, a-z, 0-9, '-', '_' and '.'"
                 ),
@@ -193,13 +193,13 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
             .starts_with(RESERVED_HEADER_PREFIX)
         {
             return Err(Error::invalid(
-                "invalid_headers",
+                Code::InvalidHeaders,
                 format!("header names starting with {RESERVED_HEADER_PREFIX:?} are reserved"),
             ));
         }
         if value.len() > MAX_HEADER_VALUE_LEN || value.chars().any(char::is_control) {
             return Err(Error::invalid(
-                "invalid_headers",
+                Code::InvalidHeaders,
                 format!(
                     "header {name:?}: values are at most {MAX_HEADER_VALUE_LEN} bytes without control characters"
                 ),
@@ -216,7 +216,7 @@ fn validate_idempotency_key(key: String) -> Result<String, Error> {
         Ok(key)
     } else {
         Err(Error::invalid(
-            "invalid_idempotency_key",
+            Code::InvalidIdempotencyKey,
             format!("idempotency keys are 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
         ))
     }

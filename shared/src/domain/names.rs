@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 pub const QUEUE_NAME_MAX_LEN: usize = 64;
 pub const TENANT_NAME_MAX_LEN: usize = 100;
@@ -31,7 +31,7 @@ impl QueueName {
             Ok(Self(raw.to_string()))
         } else {
             Err(Error::invalid(
-                "invalid_queue_name",
+                Code::InvalidQueueName,
                 format!(
                     "queue_name must be 1-{QUEUE_NAME_MAX_LEN} characters of a-z, 0-9, '-' and '_', \
                      starting with a letter or digit"
@@ -76,7 +76,7 @@ impl TenantName {
         let len = name.chars().count();
         if len == 0 || len > TENANT_NAME_MAX_LEN || name.chars().any(char::is_control) {
             return Err(Error::invalid(
-                "invalid_tenant_name",
+                Code::InvalidTenantName,
                 format!(
                     "name must be 1-{TENANT_NAME_MAX_LEN} characters without control characters"
                 ),

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 
@@ -19,7 +19,7 @@ impl PageRequest {
         let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE.min(max));
         if limit == 0 || limit > max {
             return Err(Error::invalid(
-                "invalid_limit",
+                Code::InvalidLimit,
                 format!("limit must be within 1..={max}"),
             ));
         }
@@ -27,7 +27,7 @@ impl PageRequest {
             None => None,
             Some(c) => Some(
                 Uuid::parse_str(c)
-                    .map_err(|_| Error::invalid("invalid_cursor", "cursor is not valid"))?,
+                    .map_err(|_| Error::invalid(Code::InvalidCursor, "cursor is not valid"))?,
             ),
         };
         Ok(Self { limit, after })

@@ -8,6 +8,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shared::error::Code;
 use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
@@ -71,7 +72,7 @@ async fn publish(
         None => None,
         Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
             Error::invalid(
-                "invalid_idempotency_key",
+                Code::InvalidIdempotencyKey,
                 "Idempotency-Key must be visible ASCII",
             )
         })?),

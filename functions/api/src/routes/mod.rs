@@ -83,5 +83,5 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError(shared::Error::NotFound("route"))
+    crate::error::ApiError(shared::Error::NotFound(shared::error::Code::NotFound))
 }
