@@ -1,6 +1,7 @@
 //! Consumer configuration per tenant queue, and its status: desired next to applied state,
 //! message counts, recent throughput and failures, queue depth on the broker.
 
+use crate::control_plane::{self, Job};
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -37,6 +38,11 @@ pub async fn configure(
         db::consumer_configs::upsert(&ctx.db, tenant, update, &ctx.config.consumer).await?;
     tracing::info!(tenant_id = %tenant, queue = %config.queue_name, workers = config.workers,
         enabled = config.enabled, "consumer config changed");
+    let job = Job::ApplyConsumer {
+        tenant_id: tenant,
+        queue_name: config.queue_name.clone(),
+    };
+    control_plane::request(ctx, job).await;
     Ok(config)
 }
 

@@ -25,6 +25,9 @@ pub struct AppContext {
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
     /// Tenants' limits and backlog counts, read from PostgreSQL at most once per TTL.
     pub limits: Arc<crate::limits::LimitsCache>,
+    /// Applies capacity and consumer changes (`CONTROL_PLANE`: local or aws). Services submit
+    /// jobs through `control_plane::request` after storing the desired state.
+    pub control: Arc<dyn crate::control_plane::ControlPlane>,
     /// For the RabbitMQ management API.
     pub http: reqwest::Client,
     writers: Arc<std::sync::OnceLock<Writers>>,
@@ -44,7 +47,9 @@ impl AppContext {
     pub fn new(config: Config, process_name: &str) -> anyhow::Result<Self> {
         let db = db::pool(&config)?;
         let broker = Broker::new(config.rabbitmq_url.clone(), process_name);
+        let control = crate::control_plane::from_config(&config);
         Ok(Self {
+            control,
             config: Arc::new(config),
             db,
             broker,

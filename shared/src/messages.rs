@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::{
     AppContext,
     broker::QueueRef,
+    control_plane::Job,
     db,
     domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
     error::{Code, Error, Result},
@@ -200,7 +201,12 @@ fn same_request(prior: &Message, msg: &NewMessage) -> bool {
         && prior.headers == msg.headers
 }
 
-/// Creates missing consumer configs (with defaults) for the queues these messages use.
+/// The first time this instance sees one of the tenant's queues: creates its consumer config
+/// (with the defaults) unless it exists, and asks the control plane for its consumer unless
+/// one is recorded, since in AWS nothing consumes a new queue until its event source mapping
+/// exists. One query per queue per instance; the job is idempotent, so instances racing on a
+/// new queue are harmless. A queue whose mapping could not be requested is looked at again on
+/// its next publish.
 async fn ensure_consumer_configs(
     ctx: &AppContext,
     tenant: TenantId,
@@ -230,11 +236,45 @@ async fn ensure_consumer_configs(
         db::consumer_configs::ensure_default(&client, tenant, &q.queue_name, &ctx.config.consumer)
             .await?;
     }
+    drop(client);
+    let consumed = request_consumers(ctx, tenant, unknown).await;
     ctx.known_queues
         .lock()
         .expect("known queues lock")
-        .extend(unknown);
+        .extend(consumed);
     Ok(())
+}
+
+/// Asks the control plane for each queue's consumer unless a mapping is recorded; returns the
+/// queues that have one now (requested or recorded).
+async fn request_consumers(
+    ctx: &AppContext,
+    tenant: TenantId,
+    queues: Vec<QueueRef>,
+) -> Vec<QueueRef> {
+    let mapped: std::collections::HashSet<String> =
+        match db::control_state::list_mappings(&ctx.db, Some(tenant)).await {
+            Ok(m) => m.into_iter().map(|m| m.queue_name).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read consumer mappings");
+                return Vec::new();
+            }
+        };
+    let mut consumed = Vec::with_capacity(queues.len());
+    for q in queues {
+        if !mapped.contains(q.queue_name.as_str()) {
+            let job = Job::ApplyConsumer {
+                tenant_id: tenant,
+                queue_name: q.queue_name.to_string(),
+            };
+            if let Err(e) = ctx.control.submit(ctx, job).await {
+                tracing::warn!(error = %e, queue = %q.queue_name, "consumer mapping not requested");
+                continue;
+            }
+        }
+        consumed.push(q);
+    }
+    consumed
 }
 
 pub async fn get(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Message> {

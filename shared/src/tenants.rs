@@ -1,5 +1,6 @@
 //! Tenant lifecycle.
 
+use crate::control_plane::{self, Job};
 use crate::{
     AppContext, db,
     domain::{Page, PageRequest, QueueName, Tenant, TenantId, TenantName},
@@ -16,6 +17,10 @@ pub async fn create(ctx: &AppContext, name: &TenantName) -> Result<Tenant> {
     let queue = QueueName::parse(DEFAULT_QUEUE)?;
     db::consumer_configs::ensure_default(&tx, tenant.id, &queue, &ctx.config.consumer).await?;
     tx.commit().await?;
+    let job = Job::OnboardTenant {
+        tenant_id: tenant.id,
+    };
+    control_plane::request(ctx, job).await;
     Ok(tenant)
 }
 
@@ -40,17 +45,21 @@ pub async fn list(ctx: &AppContext, page: &PageRequest) -> Result<Page<Tenant>> 
 }
 
 /// Deactivates the tenant: its data stays, publishing is refused, consumers stop.
+/// Deactivates the tenant and asks the control plane to remove its consumers.
 pub async fn deactivate(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
-    db::tenants::deactivate(&ctx.db, id)
+    let tenant = db::tenants::deactivate(&ctx.db, id)
         .await?
-        .ok_or(Error::NotFound(Code::TenantNotFound))
+        .ok_or(Error::NotFound(Code::TenantNotFound))?;
+    control_plane::request(ctx, Job::DeleteTenant { tenant_id: id }).await;
+    Ok(tenant)
 }
 
 /// Largest reserved concurrency an admin may ask for (Lambda's default account limit).
 pub const MAX_CAPACITY: i64 = 1000;
 
-/// Stores the tenant's capacity (reserved concurrency of its consumers; `None`: the default).
-/// The caller then asks the control plane to apply it.
+/// Stores the tenant's capacity (reserved concurrency of its consumers; `None`: the default)
+/// and asks the control plane to apply it; returns the state after the request (applied at
+/// once locally, `pending` until the provisioner ran in AWS).
 pub async fn set_capacity(
     ctx: &AppContext,
     id: TenantId,
@@ -69,6 +78,7 @@ pub async fn set_capacity(
     };
     get(ctx, id).await?;
     db::control_state::set_desired(&ctx.db, id, concurrency).await?;
+    control_plane::request(ctx, Job::ScaleTenant { tenant_id: id }).await;
     capacity(ctx, id).await
 }
 

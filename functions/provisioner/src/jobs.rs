@@ -11,7 +11,7 @@ use aws_sdk_lambda::{
 use shared::{
     AppContext,
     broker::{QueueRef, work_queue},
-    control_plane::{Job, effective_concurrency},
+    control_plane::{self, Apply, Job, effective_concurrency},
     db::{self, control_state::MappingRecord},
     domain::{ConsumerConfig, QueueName, TenantId},
 };
@@ -44,29 +44,7 @@ impl Provisioner {
     }
 
     pub async fn run(&self, job: &Job) -> anyhow::Result<()> {
-        tracing::info!(?job, "control job");
-        match job {
-            Job::OnboardTenant { tenant_id } => self.onboard(*tenant_id).await,
-            Job::ApplyConsumer {
-                tenant_id,
-                queue_name,
-            } => {
-                let config = db::consumer_configs::get(&self.ctx.db, *tenant_id, queue_name)
-                    .await?
-                    .ok_or_else(|| anyhow!("no consumer config for {tenant_id}/{queue_name}"))?;
-                self.ensure_function(*tenant_id).await?;
-                self.apply_mapping(&config).await
-            }
-            Job::ScaleTenant { tenant_id } => {
-                self.ensure_function(*tenant_id).await?;
-                self.scale(*tenant_id).await
-            }
-            Job::DeleteTenant { tenant_id } => self.delete(*tenant_id).await,
-            Job::Relay => {
-                shared::outbox::relay::run_once(&self.ctx).await?;
-                Ok(())
-            }
-        }
+        control_plane::execute(&self.ctx, self, job).await
     }
 
     async fn onboard(&self, tenant: TenantId) -> anyhow::Result<()> {
@@ -366,5 +344,26 @@ impl Provisioner {
         db::control_state::record_tenant_deleted(&self.ctx.db, tenant, &name, APPLIED_BY).await?;
         tracing::info!(function = %name, "tenant function deleted");
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Apply for Provisioner {
+    async fn onboard_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        self.onboard(tenant).await
+    }
+
+    async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
+        self.ensure_function(config.tenant_id).await?;
+        self.apply_mapping(config).await
+    }
+
+    async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        self.ensure_function(tenant).await?;
+        self.scale(tenant).await
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        self.delete(tenant).await
     }
 }

@@ -3,32 +3,38 @@
 //! plays Amazon MQ's part) reads the tenant's capacity to cap how many of its batches run at
 //! once.
 
-use super::{ControlPlane, Job, effective_concurrency};
+use super::{Apply, ControlPlane, Job, effective_concurrency, execute};
 use crate::{
     AppContext,
     broker::QueueRef,
     db::{self, control_state::MappingRecord},
     domain::{ConsumerConfig, QueueName, TenantId},
-    error::{Code, Error, Result},
+    error::{Error, Result},
 };
 
 /// What the status API shows as the function of a tenant consumed in process.
 pub const LOCAL_FUNCTION: &str = "local";
 
-pub struct LocalControlPlane {
-    ctx: AppContext,
+/// Runs each job in process.
+pub struct LocalControlPlane;
+
+#[async_trait::async_trait]
+impl ControlPlane for LocalControlPlane {
+    async fn submit(&self, ctx: &AppContext, job: Job) -> Result<()> {
+        Ok(execute(ctx, &Local { ctx }, &job).await?)
+    }
 }
 
-impl LocalControlPlane {
-    pub fn new(ctx: AppContext) -> Self {
-        Self { ctx }
-    }
+struct Local<'a> {
+    ctx: &'a AppContext,
+}
 
+impl Local<'_> {
     async fn scale(&self, tenant: TenantId) -> Result<()> {
         let desired = db::control_state::get(&self.ctx.db, tenant)
             .await?
             .and_then(|c| c.desired_concurrency);
-        let applied = effective_concurrency(&self.ctx, desired);
+        let applied = effective_concurrency(self.ctx, desired);
         db::control_state::record_applied(
             &self.ctx.db,
             tenant,
@@ -65,29 +71,24 @@ impl LocalControlPlane {
 }
 
 #[async_trait::async_trait]
-impl ControlPlane for LocalControlPlane {
-    async fn submit(&self, job: Job) -> Result<()> {
-        let db = &self.ctx.db;
-        match job {
-            Job::OnboardTenant { tenant_id } => {
-                for config in db::consumer_configs::list_for_tenant(db, tenant_id).await? {
-                    self.apply_queue(&config).await?;
-                }
-                self.scale(tenant_id).await
-            }
-            Job::ApplyConsumer {
-                tenant_id,
-                queue_name,
-            } => match db::consumer_configs::get(db, tenant_id, &queue_name).await? {
-                Some(config) => self.apply_queue(&config).await,
-                None => Err(Error::NotFound(Code::ConsumerNotFound)),
-            },
-            Job::ScaleTenant { tenant_id } => self.scale(tenant_id).await,
-            Job::DeleteTenant { tenant_id } => {
-                db::control_state::record_tenant_deleted(db, tenant_id, LOCAL_FUNCTION, "local")
-                    .await
-            }
-            Job::Relay => crate::outbox::relay::run_once(&self.ctx).await.map(|_| ()),
+impl Apply for Local<'_> {
+    async fn onboard_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        for config in db::consumer_configs::list_for_tenant(&self.ctx.db, tenant).await? {
+            self.apply_queue(&config).await?;
         }
+        Ok(self.scale(tenant).await?)
+    }
+
+    async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
+        Ok(self.apply_queue(config).await?)
+    }
+
+    async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        Ok(self.scale(tenant).await?)
+    }
+
+    async fn delete_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        let db = &self.ctx.db;
+        Ok(db::control_state::record_tenant_deleted(db, tenant, LOCAL_FUNCTION, "local").await?)
     }
 }

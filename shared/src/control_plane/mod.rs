@@ -15,7 +15,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppContext, config::ControlPlaneKind, domain::TenantId, error::Result};
+use crate::{
+    AppContext,
+    config::{Config, ControlPlaneKind},
+    db,
+    domain::{ConsumerConfig, TenantId},
+    error::{Code, Error, Result},
+};
 
 /// A control-plane job, JSON tagged by `kind` (`{"kind":"relay"}` is the scheduled relay).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,23 +45,56 @@ pub enum Job {
 #[async_trait::async_trait]
 pub trait ControlPlane: Send + Sync {
     /// Runs the job now (local) or queues it for the provisioner (AWS).
-    async fn submit(&self, job: Job) -> Result<()>;
+    async fn submit(&self, ctx: &AppContext, job: Job) -> Result<()>;
+}
+
+/// What applies each kind of job's desired state: the local control plane in process, the
+/// provisioner with the Lambda API. [`execute`] is the one place a job's kind is matched.
+#[async_trait::async_trait]
+pub trait Apply: Send + Sync {
+    async fn onboard_tenant(&self, tenant: TenantId) -> anyhow::Result<()>;
+    async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()>;
+    async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()>;
+    async fn delete_tenant(&self, tenant: TenantId) -> anyhow::Result<()>;
+}
+
+/// Runs one job with `apply`; the relay sweep is the same everywhere.
+pub async fn execute(ctx: &AppContext, apply: &dyn Apply, job: &Job) -> anyhow::Result<()> {
+    tracing::info!(?job, "control job");
+    match job {
+        Job::OnboardTenant { tenant_id } => apply.onboard_tenant(*tenant_id).await,
+        Job::ApplyConsumer {
+            tenant_id,
+            queue_name,
+        } => {
+            let config = db::consumer_configs::get(&ctx.db, *tenant_id, queue_name)
+                .await?
+                .ok_or(Error::NotFound(Code::ConsumerNotFound))?;
+            apply.apply_consumer(&config).await
+        }
+        Job::ScaleTenant { tenant_id } => apply.scale_tenant(*tenant_id).await,
+        Job::DeleteTenant { tenant_id } => apply.delete_tenant(*tenant_id).await,
+        Job::Relay => crate::outbox::relay::run_once(ctx)
+            .await
+            .map(|_| ())
+            .map_err(Into::into),
+    }
 }
 
 /// The control plane `CONTROL_PLANE` selects.
-pub fn from_context(ctx: &AppContext) -> Arc<dyn ControlPlane> {
-    match ctx.config.control.kind {
-        ControlPlaneKind::Local => Arc::new(local::LocalControlPlane::new(ctx.clone())),
+pub fn from_config(config: &Config) -> Arc<dyn ControlPlane> {
+    match config.control.kind {
+        ControlPlaneKind::Local => Arc::new(local::LocalControlPlane),
         #[cfg(feature = "aws")]
         ControlPlaneKind::Aws => Arc::new(sqs::SqsControlPlane::new(
-            ctx.config.control.queue_url.clone().unwrap_or_default(),
+            config.control.queue_url.clone().unwrap_or_default(),
         )),
         #[cfg(not(feature = "aws"))]
         ControlPlaneKind::Aws => {
             tracing::warn!(
                 "CONTROL_PLANE=aws needs the aws feature; using the local control plane"
             );
-            Arc::new(local::LocalControlPlane::new(ctx.clone()))
+            Arc::new(local::LocalControlPlane)
         }
     }
 }
@@ -63,8 +102,8 @@ pub fn from_context(ctx: &AppContext) -> Arc<dyn ControlPlane> {
 /// Submits a job after its desired state was stored. A failure leaves the desired state in
 /// place (the status API shows it unapplied) and is logged rather than failing the request
 /// that already changed the data; submitting the same change again retries it.
-pub async fn request(control: &dyn ControlPlane, job: Job) {
-    if let Err(e) = control.submit(job.clone()).await {
+pub async fn request(ctx: &AppContext, job: Job) {
+    if let Err(e) = ctx.control.submit(ctx, job.clone()).await {
         tracing::warn!(error = %e, ?job, "control-plane job not submitted; desired state stays unapplied");
     }
 }

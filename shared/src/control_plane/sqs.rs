@@ -4,7 +4,10 @@
 use tokio::sync::OnceCell;
 
 use super::{ControlPlane, Job};
-use crate::error::{Error, Result};
+use crate::{
+    AppContext,
+    error::{Error, Result},
+};
 
 pub struct SqsControlPlane {
     queue_url: String,
@@ -28,7 +31,7 @@ impl SqsControlPlane {
 
 #[async_trait::async_trait]
 impl ControlPlane for SqsControlPlane {
-    async fn submit(&self, job: Job) -> Result<()> {
+    async fn submit(&self, _ctx: &AppContext, job: Job) -> Result<()> {
         let body = serde_json::to_string(&job).map_err(|e| Error::Internal(e.into()))?;
         self.client()
             .await

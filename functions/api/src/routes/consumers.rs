@@ -2,7 +2,6 @@ use axum::{Json, extract::State};
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
     consumers::{self, QueueStatus},
-    control_plane::{self, Job},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
 };
 
@@ -78,13 +77,7 @@ async fn configure(
         req.endpoint_url,
         &s.ctx.config.consumer,
     )?;
-    let config = consumers::configure(&s.ctx, tenant, &update).await?;
-    let job = Job::ApplyConsumer {
-        tenant_id: tenant,
-        queue_name: config.queue_name.clone(),
-    };
-    control_plane::request(s.control.as_ref(), job).await;
-    Ok(Json(config))
+    Ok(Json(consumers::configure(&s.ctx, tenant, &update).await?))
 }
 
 #[derive(Serialize, ToSchema)]

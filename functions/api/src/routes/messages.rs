@@ -84,8 +84,6 @@ async fn publish(
         idempotency_key,
     };
     let accepted = messages::publish(&s.ctx, tenant, item).await?;
-    s.ensure_consumed(tenant, [accepted.queue_name.as_str()])
-        .await;
     let replay = accepted.idempotent_replay;
     let mut resp = (StatusCode::ACCEPTED, Json(accepted)).into_response();
     if replay {
@@ -183,14 +181,6 @@ async fn publish_batch(
     } else {
         messages::publish_batch(&s.ctx, tenant, items).await?
     };
-    s.ensure_consumed(
-        tenant,
-        outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok())
-            .map(|a| a.queue_name.as_str()),
-    )
-    .await;
     let mut outcomes = outcomes.into_iter();
     let results: Vec<BatchResult> = parse_errors
         .into_iter()

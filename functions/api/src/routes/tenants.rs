@@ -1,7 +1,6 @@
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::{
-    control_plane::{self, Job},
     db::control_state::Capacity,
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
     limits::{self, LimitOverrides, LimitsView},
@@ -52,10 +51,6 @@ async fn create(
     caller.require_admin()?;
     let name = TenantName::parse(&req.name)?;
     let tenant = tenants::create(&s.ctx, &name).await?;
-    let job = Job::OnboardTenant {
-        tenant_id: tenant.id,
-    };
-    control_plane::request(s.control.as_ref(), job).await;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
@@ -132,9 +127,7 @@ async fn deactivate(
 ) -> ApiResult<Json<Tenant>> {
     caller.require_admin()?;
     let id: TenantId = id.parse()?;
-    let tenant = tenants::deactivate(&s.ctx, id).await?;
-    control_plane::request(s.control.as_ref(), Job::DeleteTenant { tenant_id: id }).await;
-    Ok(Json(tenant))
+    Ok(Json(tenants::deactivate(&s.ctx, id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -160,9 +153,9 @@ async fn set_capacity(
 ) -> ApiResult<Json<Capacity>> {
     caller.require_admin()?;
     let id: TenantId = id.parse()?;
-    tenants::set_capacity(&s.ctx, id, req.reserved_concurrency).await?;
-    control_plane::request(s.control.as_ref(), Job::ScaleTenant { tenant_id: id }).await;
-    Ok(Json(tenants::capacity(&s.ctx, id).await?))
+    Ok(Json(
+        tenants::set_capacity(&s.ctx, id, req.reserved_concurrency).await?,
+    ))
 }
 
 /// The tenant's desired and applied capacity.
