@@ -21,13 +21,13 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use consumer::local::{batch::MAX_PAYLOAD_BYTES, dispatch::Dispatcher, event_source::Options};
 use lapin::{
     BasicProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
 use serde_json::{Value, json};
 use shared::{
     AppContext, Config,
-    broker::{QueueRef, work_queue},
+    broker::{QueueRef, dead_letter_queue, work_queue},
     domain::{MessageStatus, QueueName, TenantId},
     processing::{Job, Outcome, Processor},
     testkit,
@@ -217,6 +217,24 @@ async fn publish_raw(ctx: &AppContext, q: &QueueRef, messages: Vec<(Vec<u8>, Bas
 
 /// Messages on the work queue (after the event source stopped, what it had not acknowledged
 /// is back there).
+/// Whether anything reaches the queue's dead-letter queue within a second (dead-lettering is
+/// asynchronous).
+async fn dead_lettered(ctx: &AppContext, q: &QueueRef) -> bool {
+    let ch = ctx.broker.channel().await.unwrap();
+    let dlq = dead_letter_queue(q);
+    for _ in 0..10 {
+        let got = ch
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        if got.is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn depth(ctx: &AppContext, q: &QueueRef) -> u32 {
     let ch = ctx.broker.channel().await.unwrap();
     let passive = QueueDeclareOptions {
@@ -439,6 +457,7 @@ async fn an_event_never_exceeds_the_payload_limit_and_a_record_too_large_alone_i
     assert_eq!(calls_later, 3);
     assert_eq!(dropped, 1, "the dropped record is counted");
     assert_eq!(depth(&ctx, &q).await, 0, "and acknowledged, not requeued");
+    assert!(!dead_lettered(&ctx, &q).await, "nor dead-lettered");
 }
 
 /// Lambda stops a function at its timeout ("The amount of time (in seconds) that Lambda allows a
