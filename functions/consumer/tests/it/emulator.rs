@@ -551,7 +551,7 @@ async fn a_function_error_or_a_5xx_returns_the_whole_batch_and_success_acknowled
         assert!(pair[1].at - pair[0].at >= PAUSE, "no hot loop");
     }
     assert_eq!(calls_later, 3, "nothing comes back after the success");
-    assert_eq!(depth(&ctx, &q).await, 0);
+    assert_eq!(depth(&ctx, &q).await, 0, "the success acknowledged all of it");
 }
 
 /// The event as Amazon MQ builds it, key by key, against two AWS sources:
