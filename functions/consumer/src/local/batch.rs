@@ -186,8 +186,10 @@ mod tests {
     }
 
     fn record(tag: u64, body_len: usize) -> Record {
-        let mut m = RmqMessage::default();
-        m.data = Some("A".repeat(body_len));
+        let mut m = RmqMessage {
+            data: Some("A".repeat(body_len)),
+            ..RmqMessage::default()
+        };
         m.basic_properties.message_id = Some(format!("m{tag}"));
         Record::new(tag, m)
     }

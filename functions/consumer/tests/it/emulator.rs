@@ -345,8 +345,8 @@ async fn one_invocation_at_a_time_per_queue_however_high_the_capacity() {
 }
 
 /// The mapping's batch size and window (`ConsumerDefaults::mapping_batching`, what the
-/// provisioner gives the real mapping): "Lambda invokes your function when ... the batching
-/// window reaches its maximum value ... [or] the batch size is met"
+/// provisioner gives the real mapping): the mapping invokes the function when the batching
+/// window ends, the batch size is met or the 6 MB payload is reached, whichever comes first
 /// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventsourcemapping.html#invocation-eventsourcemapping-batching).
 /// The window is whole seconds (`MaximumBatchingWindowInSeconds`,
 /// https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html): 2.9 s
@@ -551,7 +551,11 @@ async fn a_function_error_or_a_5xx_returns_the_whole_batch_and_success_acknowled
         assert!(pair[1].at - pair[0].at >= PAUSE, "no hot loop");
     }
     assert_eq!(calls_later, 3, "nothing comes back after the success");
-    assert_eq!(depth(&ctx, &q).await, 0, "the success acknowledged all of it");
+    assert_eq!(
+        depth(&ctx, &q).await,
+        0,
+        "the success acknowledged all of it"
+    );
 }
 
 /// The event as Amazon MQ builds it, key by key, against two AWS sources:
