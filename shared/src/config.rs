@@ -143,6 +143,43 @@ impl ConsumerDefaults {
     }
 }
 
+/// The longest batching window an event source mapping takes (`MaximumBatchingWindowInSeconds`
+/// ranges over 0..=300).
+pub const MAX_BATCHING_WINDOW_SECS: u32 = 300;
+
+/// How a tenant queue's Amazon MQ event source mapping batches: what the provisioner gives
+/// `CreateEventSourceMapping`/`UpdateEventSourceMapping`, and what the local event source plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappingBatching {
+    /// `BatchSize` (1..=10,000, checked at load).
+    pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds`: whole seconds only.
+    pub window_seconds: u32,
+}
+
+impl MappingBatching {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_seconds.into())
+    }
+}
+
+impl ConsumerDefaults {
+    /// The mapping's batching from `CONSUMER_BATCH_SIZE` and `CONSUMER_BATCH_WINDOW`. The API
+    /// takes the window in whole seconds, 0 to 300, so the window is cut to whole seconds and
+    /// capped at 300: a sub-second `CONSUMER_BATCH_WINDOW` (the default 50ms) is a window of 0,
+    /// which sends a batch as soon as there are records, with what has arrived. Amazon MQ's own
+    /// default of 500 ms never applies, since the window is always set.
+    pub fn mapping_batching(&self) -> MappingBatching {
+        MappingBatching {
+            batch_size: self.batch_size as u32,
+            window_seconds: self
+                .batch_window
+                .as_secs()
+                .min(MAX_BATCHING_WINDOW_SECS.into()) as u32,
+        }
+    }
+}
+
 fn min_workers(batch_size: usize, processing: Duration, function: Duration) -> u32 {
     let usable = function.saturating_sub(SETTLE_MARGIN).as_millis();
     let rounds = (usable / processing.as_millis().max(1)).max(1);
@@ -784,6 +821,22 @@ mod tests {
         ] {
             assert_eq!(with(&[(var, value)]).unwrap_err().var, var, "{value}");
         }
+    }
+
+    /// The window API accepts whole seconds 0..=300 (MaximumBatchingWindowInSeconds,
+    /// https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html).
+    #[test]
+    fn the_mapping_window_is_whole_seconds_up_to_300() {
+        let window = |w: &str| {
+            let c = with(&[("CONSUMER_BATCH_WINDOW", w), ("CONSUMER_BATCH_SIZE", "7")]).unwrap();
+            let b = c.consumer.mapping_batching();
+            assert_eq!(b.batch_size, 7);
+            (b.window_seconds, b.window())
+        };
+        assert_eq!(window("50ms"), (0, Duration::ZERO));
+        assert_eq!(window("1900ms"), (1, Duration::from_secs(1)));
+        assert_eq!(window("2s"), (2, Duration::from_secs(2)));
+        assert_eq!(window("10m"), (300, Duration::from_secs(300)));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use consumer::{
-    dispatch::Dispatcher,
-    event_source::{EventSource, Options},
+    local::{
+        dispatch::Dispatcher,
+        event_source::{EventSource, Options},
+    },
     rmq::{RmqEvent, handle_event},
 };
 use lambda_runtime::LambdaEvent;

@@ -218,7 +218,9 @@ impl Provisioner {
     pub async fn apply_mapping(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
         let tenant = config.tenant_id;
         let control = &self.ctx.config.control;
-        let batch_size = self.ctx.config.consumer.batch_size as u32;
+        // The local event source plays the mapping with the same batching.
+        let batching = self.ctx.config.consumer.mapping_batching();
+        let batch_size = batching.batch_size;
         let enabled = config.enabled && config.workers > 0;
         let record = |state, mapping_id: Option<String>, error: Option<String>| async move {
             let r = MappingRecord {
@@ -241,7 +243,7 @@ impl Provisioner {
             tenant,
             QueueName::parse(&config.queue_name)?,
         ));
-        let window = self.ctx.config.consumer.batch_window.as_secs().min(300) as i32;
+        let window = batching.window_seconds as i32;
         let result = async {
             let existing = self
                 .lambda

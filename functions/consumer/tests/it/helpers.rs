@@ -7,7 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use consumer::{
+use consumer::local::{
+    Stats,
     dispatch::Dispatcher,
     event_source::{EventSource, Options},
 };
@@ -131,6 +132,7 @@ pub async fn wait_all(
 pub struct Running {
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
+    pub stats: Arc<Stats>,
 }
 
 impl Running {
@@ -148,10 +150,20 @@ pub fn start_event_source(
     let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
     let mut opts = Options::from_config(&ctx.config);
     opts.tenants = tenants;
-    let source = EventSource::new(ctx.clone(), Dispatcher::InProcess(handler), opts);
+    start_dispatching(ctx, Dispatcher::InProcess(handler), opts)
+}
+
+/// An event source with its own dispatcher and options (`opts.tenants` should name the test's).
+pub fn start_dispatching(ctx: &AppContext, dispatcher: Dispatcher, opts: Options) -> Running {
+    let source = EventSource::new(ctx.clone(), dispatcher, opts);
+    let stats = source.stats();
     let (stop, rx) = watch::channel(false);
     let handle = tokio::spawn(source.run(rx));
-    Running { stop, handle }
+    Running {
+        stop,
+        handle,
+        stats,
+    }
 }
 
 /// Fails each message's first `n` attempts, then succeeds; counts calls.

@@ -2,6 +2,7 @@
 //! tenants, and its event source consumes only those tenants' queues.
 
 mod deadline;
+mod emulator;
 mod events;
 mod helpers;
 mod isolation;

@@ -1,37 +1,39 @@
-//! The local event source: plays Amazon MQ's part outside AWS. It consumes every active tenant
-//! queue (one consumer per queue, so one tenant's backlog never holds back another's), groups
-//! deliveries into `aws:rmq` batches, hands each to the dispatcher, and acknowledges a batch
-//! only after the handler returned. It re-reads the consumer configs every
-//! `CONSUMER_CONFIG_POLL_INTERVAL`: new queues start, paused ones stop, changed ones restart.
-//! A tenant's batches share one gate (crate::capacity) sized to the tenant's capacity, as the
-//! tenant function's reserved concurrency caps them in AWS.
-//! On shutdown it stops taking deliveries, finishes the batches in flight, and closes its
+//! The local event source: plays Amazon MQ's part outside AWS. It runs one event source
+//! mapping (`super::mapping`) per active tenant queue, so one tenant's backlog never holds back
+//! another's, and re-reads the consumer configs every `CONSUMER_CONFIG_POLL_INTERVAL`: new
+//! queues start, paused ones stop, changed ones restart. A tenant's mappings share one gate
+//! (`super::capacity`) sized to the tenant's capacity, as the tenant function's reserved
+//! concurrency caps them in AWS.
+//! On shutdown it stops taking deliveries, finishes the invocations in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
-use lapin::{
-    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
-    types::FieldTable,
-};
 use shared::{
     AppContext,
     broker::QueueRef,
+    config::MappingBatching,
     db,
     domain::{QueueName, TenantId},
 };
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{capacity::Gate, dispatch::Dispatcher, rmq::event_from_deliveries};
+use super::{Stats, capacity::Gate, dispatch::Dispatcher, mapping::Mapping};
+
+/// The pause after a failed invocation before the mapping's next one, so a failing function is
+/// not invoked in a hot loop. AWS documents no interval for RabbitMQ; this is the default
+/// redelivery delay of the policy Lambda applies to Amazon MQ for ActiveMQ
+/// (https://docs.aws.amazon.com/lambda/latest/dg/services-mq-errors.html).
+pub const REDELIVERY_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub batch_size: usize,
-    pub batch_window: Duration,
+    /// The mapping's batch size and window, as the provisioner creates the real one.
+    pub batching: MappingBatching,
+    /// The function's timeout (`CONSUMER_FUNCTION_TIMEOUT`): an invocation still running then
+    /// is abandoned and its batch redelivered.
+    pub function_timeout: Duration,
+    pub redelivery_pause: Duration,
     pub poll_interval: Duration,
     /// Only these tenants' queues; empty for every tenant.
     pub tenants: Vec<TenantId>,
@@ -40,8 +42,9 @@ pub struct Options {
 impl Options {
     pub fn from_config(c: &shared::Config) -> Self {
         Self {
-            batch_size: c.consumer.batch_size,
-            batch_window: c.consumer.batch_window,
+            batching: c.consumer.mapping_batching(),
+            function_timeout: c.consumer.function_timeout,
+            redelivery_pause: REDELIVERY_PAUSE,
             poll_interval: c.consumer.config_poll_interval,
             tenants: c.consumer.tenants.clone(),
         }
@@ -65,7 +68,8 @@ pub struct EventSource {
     dispatcher: Dispatcher,
     opts: Options,
     running: HashMap<QueueRef, Running>,
-    gates: HashMap<TenantId, std::sync::Arc<Gate>>,
+    gates: HashMap<TenantId, Arc<Gate>>,
+    stats: Arc<Stats>,
 }
 
 impl EventSource {
@@ -76,7 +80,12 @@ impl EventSource {
             opts,
             running: HashMap::new(),
             gates: HashMap::new(),
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// Runs until `shutdown` turns true, then drains.
@@ -163,21 +172,21 @@ impl EventSource {
     async fn start(&mut self, queue: QueueRef, desired: Desired) {
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers, "consuming queue");
         let (stop, stop_rx) = watch::channel(false);
-        let consumer = QueueConsumer {
+        let mapping = Mapping {
             ctx: self.ctx.clone(),
             dispatcher: self.dispatcher.clone(),
             opts: self.opts.clone(),
             queue: queue.clone(),
-            workers: desired.workers,
             gate: self
                 .gates
                 .get(&queue.tenant_id)
                 .cloned()
                 .expect("gates are sized before queues start"),
+            stats: self.stats.clone(),
         };
         let handle = tokio::spawn(async move {
-            let q = consumer.queue.clone();
-            if let Err(e) = consumer.run(stop_rx).await {
+            let q = mapping.queue.clone();
+            if let Err(e) = mapping.run(stop_rx).await {
                 tracing::warn!(tenant_id = %q.tenant_id, queue = %q.queue_name, error = %e, "queue consumer stopped; restarting");
             }
         });
@@ -215,90 +224,6 @@ impl EventSource {
             let _ = r.handle.await;
             self.record_applied(queue, 0, false).await;
         }
-    }
-}
-
-struct QueueConsumer {
-    ctx: AppContext,
-    dispatcher: Dispatcher,
-    opts: Options,
-    queue: QueueRef,
-    workers: u32,
-    gate: std::sync::Arc<Gate>,
-}
-
-impl QueueConsumer {
-    async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let broker = &self.ctx.broker;
-        broker.ensure_queue(&self.queue).await?;
-        let vhost = broker.connection().await?.status().vhost().to_string();
-        let channel = broker.channel().await?;
-        // Room for the batch being handled plus the next one, so batches flow back to back.
-        let prefetch = (self.opts.batch_size.max(self.workers as usize) * 2).min(u16::MAX as usize);
-        channel
-            .basic_qos(prefetch as u16, BasicQosOptions::default())
-            .await?;
-        let tag = format!("local-event-source.{}", self.queue.queue_name);
-        let mut deliveries = channel
-            .basic_consume(
-                shared::broker::work_queue(&self.queue).into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-
-        let result: anyhow::Result<()> = async {
-            loop {
-                let first = tokio::select! {
-                    biased;
-                    _ = stop.changed() => return Ok(()),
-                    d = deliveries.next() => match d {
-                        Some(d) => d?,
-                        None => anyhow::bail!("the broker cancelled the consumer"),
-                    },
-                };
-                let mut batch = vec![first];
-                let deadline = Instant::now() + self.opts.batch_window;
-                while batch.len() < self.opts.batch_size {
-                    match tokio::time::timeout_at(deadline.into(), deliveries.next()).await {
-                        Ok(Some(d)) => batch.push(d?),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                let event = event_from_deliveries(&self.queue, &vhost, &batch);
-                // Held until the batch is handled: the tenant's capacity counts running batches.
-                let _permit = tokio::select! {
-                    biased;
-                    // Not acknowledged: closing the channel returns the batch.
-                    _ = stop.changed() => return Ok(()),
-                    p = self.gate.acquire() => p,
-                };
-                let mut backoff = Duration::from_millis(200);
-                loop {
-                    match self.dispatcher.dispatch(&event).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(queue = %self.queue.queue_name, error = %e, "batch failed; retrying it");
-                            if *stop.borrow() {
-                                // Not acknowledged: closing the channel returns the batch.
-                                return Ok(());
-                            }
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                        }
-                    }
-                }
-                let last = batch.last().map(|d| d.delivery_tag).unwrap_or_default();
-                channel
-                    .basic_ack(last, BasicAckOptions { multiple: true })
-                    .await?;
-            }
-        }
-        .await;
-        // Unacknowledged deliveries (prefetched, or a failed batch) go back to the queue.
-        let _ = channel.close(200, "consumer stopping".into()).await;
-        result
     }
 }
 
