@@ -48,6 +48,32 @@ async fn the_fixture_event_parses_and_foreign_queues_are_ignored() {
     assert_eq!(processor.calls.load(Ordering::SeqCst), 0);
 }
 
+/// AWS's own capture (https://github.com/aws/aws-lambda-dotnet/pull/1565): a message published
+/// without properties arrives with `null` priority, timestamp and message id. It decodes, and
+/// its queue (not ours) is acknowledged as unmapped.
+#[tokio::test]
+async fn the_real_capture_with_null_fields_decodes() {
+    let raw = include_str!("../fixtures/aws-rmq-capture-null-fields.json");
+    let event = RmqEvent::decode(serde_json::from_str(raw).unwrap());
+    let m = &event.messages_by_queue["TestQueue::/"][0];
+    let p = &m.basic_properties;
+    assert_eq!(
+        (p.priority, p.delivery_mode, p.body_size),
+        (None, Some(1), Some(11))
+    );
+    assert_eq!(
+        (p.message_id.as_deref(), p.timestamp.as_deref()),
+        (None, None)
+    );
+    assert!(m.redelivered);
+    assert_eq!(m.data.as_deref(), Some("SGVsbG8gV29ybGQ=")); // "Hello World"
+
+    let handler = BatchHandler::new(context().await, Arc::new(FailTimes::default()));
+    let report = handle_event(&handler, &event, deadline()).await.unwrap();
+    assert_eq!(report.queues[0].queue, "TestQueue");
+    assert_eq!(report.queues[0].unmapped.not_a_tenant_queue, 1);
+}
+
 /// Deliveries that are none of ours share a batch with ours: ours complete, the others are
 /// counted by reason, recorded for the status API, and the batch succeeds (so it is acked).
 #[tokio::test]
