@@ -1,6 +1,11 @@
 //! Test support shared by the function crates' integration tests (feature `testkit`): a
 //! configuration pointing at the test database, a one-time migration, and a TCP proxy that can
-//! cut a dependency off for one test without touching the shared services.
+//! cut a dependency off for one test without touching the shared services; and a stand-in
+//! Lambda Runtime API ([`runtime_api`]) to run a function binary in Lambda mode.
+
+pub mod runtime_api;
+
+pub use runtime_api::{Invocation, InvokeOptions, RuntimeApi, terminate};
 
 use std::{
     net::SocketAddr,

@@ -1,0 +1,62 @@
+//! The API binary in Lambda mode, driven by the stand-in Runtime API (shared::testkit): what
+//! API Gateway (HTTP API, payload 2.0) invokes it with, it answers as a Lambda proxy response.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use shared::testkit::{Invocation, RuntimeApi, test_config};
+use tokio::process::{Child, Command};
+
+/// AWS's sample HTTP API event (payload format 2.0; ../shared/fixtures, copied into the
+/// consumer's tests), aimed at `method path`.
+fn apigw_event(method: &str, path: &str) -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../consumer/tests/fixtures/apigw-v2-http-request.json"
+    ))
+    .expect("API Gateway v2 fixture");
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    event["rawPath"] = json!(path);
+    event["routeKey"] = json!("$default");
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event
+}
+
+fn start_api(rt: &RuntimeApi, extra: &[(&str, &str)]) -> Child {
+    let config = test_config();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
+    cmd.envs(rt.lambda_env("api", Duration::from_secs(29)))
+        .env("DATABASE_URL", &config.database_url)
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start api")
+}
+
+#[tokio::test]
+async fn answers_an_api_gateway_event_for_health() {
+    shared::testkit::prepare_database(&test_config()).await;
+    let rt = RuntimeApi::start().await;
+    let _api = start_api(&rt, &[]);
+
+    let out = rt.invoke(apigw_event("GET", "/health")).await;
+
+    let Invocation::Response(resp) = out else {
+        panic!("expected a response, got {out:?}");
+    };
+    assert_eq!(resp["statusCode"], 200, "{resp}");
+    let body: Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["checks"]["database"], "ok");
+
+    // One invocation at a time, as Lambda: the next one goes to the same process.
+    let out = rt.invoke(apigw_event("GET", "/no-such-route")).await;
+    let Invocation::Response(resp) = out else {
+        panic!("expected a response, got {out:?}");
+    };
+    assert_eq!(resp["statusCode"], 404, "{resp}");
+}
