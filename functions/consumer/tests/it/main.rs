@@ -6,6 +6,7 @@ mod events;
 mod helpers;
 mod isolation;
 mod kill;
+mod lambda_mode;
 mod observability;
 mod processes;
 mod retries;
