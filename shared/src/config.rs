@@ -218,6 +218,51 @@ pub enum LogFormat {
     Text,
 }
 
+impl LogFormat {
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+}
+
+/// The log format and filter. Inside Lambda the function's logging configuration (advanced
+/// logging controls) wins: Lambda passes its log format and application log level to a custom
+/// runtime as `AWS_LAMBDA_LOG_FORMAT` (`JSON`, `Text`) and `AWS_LAMBDA_LOG_LEVEL` (`TRACE` ..
+/// `FATAL`), see <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html>.
+/// Without them, `LOG_FORMAT` (json in Lambda, text elsewhere) and `LOG_LEVEL` (a `RUST_LOG`-style
+/// filter, default info).
+fn logging(v: &Vars<'_>, in_lambda: bool) -> Result<(LogFormat, String), ConfigError> {
+    let lambda = |var| if in_lambda { v.get(var) } else { None };
+    let format = match lambda("AWS_LAMBDA_LOG_FORMAT") {
+        Some(f) => LogFormat::parse(&f)
+            .ok_or_else(|| v.error("AWS_LAMBDA_LOG_FORMAT", "must be JSON or Text"))?,
+        None => LogFormat::parse(&v.string("LOG_FORMAT", if in_lambda { "json" } else { "text" }))
+            .ok_or_else(|| v.error("LOG_FORMAT", "must be json or text"))?,
+    };
+    let level = match lambda("AWS_LAMBDA_LOG_LEVEL") {
+        // tracing has no FATAL: its most severe level is ERROR.
+        Some(l) => match l.to_ascii_uppercase().as_str() {
+            "TRACE" => "trace",
+            "DEBUG" => "debug",
+            "INFO" => "info",
+            "WARN" => "warn",
+            "ERROR" | "FATAL" => "error",
+            _ => {
+                return Err(v.error(
+                    "AWS_LAMBDA_LOG_LEVEL",
+                    "must be TRACE, DEBUG, INFO, WARN, ERROR or FATAL",
+                ));
+            }
+        }
+        .to_string(),
+        None => v.string("LOG_LEVEL", "info"),
+    };
+    Ok((format, level))
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| env::var(k).ok())
@@ -315,14 +360,7 @@ impl Config {
             return Err(v.error("DATABASE_SSLROOTCERT", "verify-full needs a CA bundle"));
         }
 
-        let log_format = match v
-            .string("LOG_FORMAT", if in_lambda { "json" } else { "text" })
-            .as_str()
-        {
-            "json" => LogFormat::Json,
-            "text" => LogFormat::Text,
-            _ => return Err(v.error("LOG_FORMAT", "must be json or text")),
-        };
+        let (log_format, log_level) = logging(&v, in_lambda)?;
         let metrics_path = v.string("METRICS_PATH", "/metrics");
         if !metrics_path.starts_with('/') {
             return Err(v.error("METRICS_PATH", "must start with /"));
@@ -459,7 +497,7 @@ impl Config {
             },
             metrics_enabled: v.parse("METRICS_ENABLED", true)?,
             metrics_path,
-            log_level: v.string("LOG_LEVEL", "info"),
+            log_level,
             log_format,
             cors_allowed_origins: v
                 .string("CORS_ALLOWED_ORIGINS", "*")
@@ -587,6 +625,65 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn lambdas_logging_configuration_wins_inside_lambda() {
+        let lambda = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")];
+        let c = with(&lambda).unwrap();
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Json, "info")
+        );
+
+        let own = [
+            lambda[0],
+            ("LOG_FORMAT", "text"),
+            ("LOG_LEVEL", "debug,lapin=warn"),
+        ];
+        let c = with(&own).unwrap();
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Text, "debug,lapin=warn")
+        );
+
+        let controls = [
+            own[0],
+            own[1],
+            own[2],
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+        ];
+        let c = with(&controls).unwrap();
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Json, "warn")
+        );
+
+        let fatal = [
+            lambda[0],
+            ("AWS_LAMBDA_LOG_LEVEL", "FATAL"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+        ];
+        let c = with(&fatal).unwrap();
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Text, "error")
+        );
+
+        let bad = [lambda[0], ("AWS_LAMBDA_LOG_LEVEL", "VERBOSE")];
+        assert_eq!(with(&bad).unwrap_err().var, "AWS_LAMBDA_LOG_LEVEL");
+
+        // Outside Lambda the variables mean nothing.
+        let outside = [
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+        ];
+        let c = with(&outside).unwrap();
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Text, "info")
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod metrics;
 pub mod processing;
 pub mod relay;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tenants;
 

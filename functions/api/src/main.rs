@@ -39,9 +39,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let ctx = AppContext::new(config, "api-lambda")?;
         ctx.warm_up().await;
+        shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
         return shared::metrics::emf_lambda::service::run_http(
             emf,
-            router(ApiState::try_new(ctx)?),
+            api::with_gateway_request_id(router(ApiState::try_new(ctx)?)),
         )
         .await
         .map_err(|e| anyhow::anyhow!(e));
@@ -68,25 +69,14 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shared::shutdown::signal())
         .await?;
     if let Some(r) = relay {
         r.abort();
     }
     gauges.abort();
-    ctx.broker.close().await;
+    shared::shutdown::close(&ctx).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }
 
 fn print_token(config: &Config, args: &[String]) -> anyhow::Result<()> {

@@ -1,11 +1,15 @@
 //! The API binary in Lambda mode, driven by the stand-in Runtime API (shared::testkit): what
-//! API Gateway (HTTP API, payload 2.0) invokes it with, it answers as a Lambda proxy response.
+//! API Gateway (HTTP API, payload 2.0) invokes it with, it answers as a Lambda proxy response;
+//! API Gateway's request id is the request's id; Lambda's shutdown closes its connections.
 
 use std::{process::Stdio, time::Duration};
 
 use serde_json::{Value, json};
-use shared::testkit::{Invocation, RuntimeApi, test_config};
-use tokio::process::{Child, Command};
+use shared::testkit::{Invocation, RuntimeApi, terminate, test_config};
+use tokio::{
+    io::AsyncReadExt,
+    process::{Child, Command},
+};
 
 /// AWS's sample HTTP API event (payload format 2.0; ../shared/fixtures, copied into the
 /// consumer's tests), aimed at `method path`.
@@ -30,6 +34,7 @@ fn start_api(rt: &RuntimeApi, extra: &[(&str, &str)]) -> Child {
         .env("DATABASE_URL", &config.database_url)
         .env("LOG_LEVEL", "info")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     for (k, v) in extra {
         cmd.env(k, v);
@@ -59,4 +64,73 @@ async fn answers_an_api_gateway_event_for_health() {
         panic!("expected a response, got {out:?}");
     };
     assert_eq!(resp["statusCode"], 404, "{resp}");
+}
+
+/// API Gateway's `requestContext.requestId` (payload format 2.0,
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html)
+/// is the request id in the logs and the `x-request-id` answered, over one the client sent.
+#[tokio::test]
+async fn the_gateway_request_id_is_the_request_id_and_shutdown_closes_connections() {
+    shared::testkit::prepare_database(&test_config()).await;
+    let rt = RuntimeApi::start().await;
+    let mut api = start_api(
+        &rt,
+        &[("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("LOG_FORMAT", "text")],
+    );
+    let gateway_id = format!("Gw{}=", uuid::Uuid::new_v4().simple());
+    let mut event = apigw_event("GET", "/health");
+    event["requestContext"]["requestId"] = json!(gateway_id);
+    event["headers"]["x-request-id"] = json!("chosen-by-the-client");
+
+    let out = rt.invoke(event).await;
+    let Invocation::Response(resp) = out else {
+        panic!("expected a response, got {out:?}");
+    };
+    assert_eq!(
+        resp["headers"]["x-request-id"],
+        gateway_id.as_str(),
+        "{resp}"
+    );
+    let lambda_id = rt.request_ids()[0].clone();
+
+    // Lambda's shutdown: the process closes its connections and exits 0.
+    rt.shutdown().await;
+    terminate(api.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(2), api.wait())
+        .await
+        .expect("the API exits within Lambda's shutdown phase")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    let mut out = String::new();
+    api.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let request_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == gateway_id.as_str())
+        .collect();
+    assert!(
+        request_lines
+            .iter()
+            .any(|l| l["span"]["path"] == "/health" && l["status"] == 200),
+        "the request's lines carry API Gateway's id: {out}"
+    );
+    for line in &request_lines {
+        assert_eq!(line["span"]["requestId"], lambda_id.as_str(), "{line}");
+    }
+    assert!(!out.contains("chosen-by-the-client"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "closed the broker and database connections"),
+        "{out}"
+    );
 }

@@ -11,6 +11,7 @@ use consumer::{
 };
 use lambda_runtime::LambdaEvent;
 use shared::{AppContext, Config, delivery::BatchHandler, processing::Builtin, telemetry};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         let emf = shared::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "consumer-lambda")?;
         ctx.warm_up().await;
+        shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
         let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
         consumer::rmq::register_metrics();
         return shared::metrics::emf_lambda::handler::run(
@@ -31,6 +33,9 @@ async fn main() -> anyhow::Result<()> {
             // event can fail the invocation before it is looked at.
             move |event: LambdaEvent<serde_json::Value>| {
                 let (handler, ctx) = (handler.clone(), ctx.clone());
+                // Every log line of the invocation carries Lambda's request id.
+                let span =
+                    tracing::info_span!("invocation", request_id = %event.context.request_id);
                 async move {
                     let deadline = consumer::rmq::instant_of(event.context.deadline());
                     let event = RmqEvent::decode(event.payload);
@@ -38,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
                     shared::metrics::record_process_gauges(&ctx);
                     outcome.map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
                 }
+                .instrument(span)
             },
         )
         .await
@@ -59,22 +65,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shared::shutdown::signal().await;
         let _ = stop.send(true);
     });
     EventSource::new(ctx.clone(), dispatcher, Options::from_config(&ctx.config))
         .run(stop_rx)
         .await;
-    ctx.broker.close().await;
+    shared::shutdown::close(&ctx).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

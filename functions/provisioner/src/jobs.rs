@@ -6,7 +6,10 @@ use anyhow::{Context as _, anyhow};
 use aws_sdk_lambda::{
     Client,
     primitives::Blob,
-    types::{Environment, FunctionCode, SourceAccessConfiguration, SourceAccessType, VpcConfig},
+    types::{
+        Environment, FunctionCode, LoggingConfig, SourceAccessConfiguration, SourceAccessType,
+        VpcConfig,
+    },
 };
 use shared::{
     AppContext,
@@ -145,6 +148,17 @@ impl Provisioner {
             );
         if let Some(vars) = conf.environment.and_then(|e| e.variables) {
             create = create.environment(Environment::builder().set_variables(Some(vars)).build());
+        }
+        // The template's log format and levels; not its log group, which names the template
+        // (the tenant function keeps its own default, /aws/lambda/<name>).
+        if let Some(logging) = conf.logging_config {
+            create = create.logging_config(
+                LoggingConfig::builder()
+                    .set_log_format(logging.log_format)
+                    .set_application_log_level(logging.application_log_level)
+                    .set_system_log_level(logging.system_log_level)
+                    .build(),
+            );
         }
         if let Some(vpc) = conf
             .vpc_config

@@ -9,6 +9,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use provisioner::{batch, jobs::Provisioner, local_trigger::LocalTrigger};
 use serde_json::Value;
 use shared::{AppContext, Config, control_plane::Job, telemetry};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,14 +23,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = format!("{e:#}"), "migrations not applied at start");
         }
         let ctx = AppContext::new(config, "provisioner-lambda")?;
+        shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
         let p = std::sync::Arc::new(Provisioner::from_env(ctx).await);
         return lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
             let p = p.clone();
+            // Every log line of the invocation carries Lambda's request id.
+            let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
             async move {
                 batch::handle(&p, event.payload)
                     .await
                     .map_err(lambda_runtime::Error::from)
             }
+            .instrument(span)
         }))
         .await
         .map_err(|e| anyhow::anyhow!(e));
@@ -90,7 +95,7 @@ async fn trigger(ctx: &AppContext, args: &[String]) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         } => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = shared::shutdown::signal() => {}
     }
     Ok(())
 }

@@ -295,6 +295,11 @@ impl RuntimeApi {
         self.shared.read(|s| s.runtime.failed_init().cloned())
     }
 
+    /// The request ids of the invocations handed to the runtime, in order.
+    pub fn request_ids(&self) -> Vec<String> {
+        self.shared.read(|s| s.dispatched.clone())
+    }
+
     /// Every invocation error the runtime posted, in order.
     pub fn errors(&self) -> Vec<RecordedError> {
         self.shared.read(|s| s.errors.clone())
@@ -356,6 +361,7 @@ struct Inner {
     function: Function,
     queue: VecDeque<Queued>,
     runtime: Runtime,
+    dispatched: Vec<String>,
     errors: Vec<RecordedError>,
     extensions: Vec<Extension>,
     external: HashSet<String>,
@@ -530,6 +536,7 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
                     "tracing": { "type": "X-Amzn-Trace-Id", "value": trace },
                 }));
             }
+            s.dispatched.push(q.request_id.clone());
             s.runtime = Runtime::Invoking {
                 request_id: q.request_id.clone(),
                 answer: q.answer,
@@ -966,6 +973,7 @@ mod tests {
             json!({"hello": "world"})
         );
 
+        assert_eq!(rt.request_ids(), vec![id.clone()]);
         assert_eq!(c.respond(&id, json!({"ok": true})).await.0, 202);
         assert_eq!(
             invoked.await.unwrap(),
