@@ -45,12 +45,18 @@ impl Reason {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// The warning logged per batch and reason.
+    fn warning(self) -> &'static str {
         match self {
-            Reason::NoMessageId => "deliveries without a message id",
-            Reason::InvalidMessageId => "deliveries whose message id is not a UUID",
-            Reason::UnknownMessage => "deliveries whose message id is none of ours",
-            Reason::NotATenantQueue => "deliveries from a queue that is not a tenant work queue",
+            Reason::NoMessageId => "deliveries without a message id acknowledged unprocessed",
+            Reason::InvalidMessageId => {
+                "deliveries whose message id is not a UUID acknowledged unprocessed"
+            }
+            Reason::UnknownMessage => {
+                "deliveries whose message id is none of ours acknowledged unprocessed"
+            }
+            // The wording log searches and the runtime tests already know.
+            Reason::NotATenantQueue => "event for a queue that is not a tenant work queue; ignored",
         }
     }
 }
@@ -144,8 +150,7 @@ impl Unmapped {
             match tenant_queue {
                 Some(q) => {
                     tracing::warn!(tenant_id = %q.tenant_id, queue = %q.queue_name,
-                        reason = reason.as_str(), count,
-                        "{} acknowledged without processing", reason.describe());
+                        reason = reason.as_str(), count, "{}", reason.warning());
                     metrics::counter!(UNMAPPED_MESSAGES,
                         "tenant_id" => q.tenant_id.to_string(),
                         "queue" => q.queue_name.to_string(),
@@ -157,8 +162,8 @@ impl Unmapped {
                         queue = queue_name,
                         reason = reason.as_str(),
                         count,
-                        "{} acknowledged without processing",
-                        reason.describe()
+                        "{}",
+                        reason.warning()
                     );
                     metrics::counter!(UNMAPPED_MESSAGES,
                         "queue" => queue_name.to_string(),
