@@ -14,6 +14,7 @@ use crate::{
         self,
         consumer_runtime::Applied,
         control_state::{Capacity, Mapping},
+        unmapped::UnmappedMessages,
     },
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
     error::{Code, Error, Result},
@@ -74,6 +75,9 @@ pub struct QueueStatus {
     pub failure_rate: f64,
     pub oldest_waiting_age_seconds: Option<f64>,
     pub last_error: Option<LastError>,
+    /// Deliveries on the queue that were none of ours (no message id, not a UUID, or an id
+    /// this service never issued): acknowledged without processing and counted here.
+    pub unmapped: UnmappedMessages,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -99,13 +103,15 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
         }
         None => db::consumer_configs::list_all(&ctx.db).await?,
     };
-    let (figures, applied, depths, capacities, mappings) = tokio::join!(
+    let (figures, applied, depths, capacities, mappings, unmapped) = tokio::join!(
         db::queue_stats::figures(&ctx.db, tenant, RECENT_WINDOW_SECS),
         db::consumer_runtime::list(&ctx.db, tenant),
         broker_depths(ctx),
         db::control_state::list(&ctx.db, tenant),
         db::control_state::list_mappings(&ctx.db, tenant),
+        db::unmapped::list(&ctx.db, tenant),
     );
+    let mut unmapped = unmapped?;
     let capacities: HashMap<_, _> = capacities?.into_iter().map(|c| (c.tenant_id, c)).collect();
     let mut mappings: HashMap<_, _> = mappings?
         .into_iter()
@@ -147,6 +153,7 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
                     .oldest_waiting
                     .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
                 last_error: f.last_error.map(|(at, error)| LastError { at, error }),
+                unmapped: unmapped.remove(&key).unwrap_or_default(),
                 messages: f.by_status,
                 recent: f.recent,
                 config,

@@ -23,6 +23,7 @@ pub const QUEUE_OLDEST_AGE: &str = "msgsvc_queue_oldest_pending_age_seconds";
 pub const RELAY_REPUBLISHED: &str = "msgsvc_relay_republished_total";
 pub const RELAY_SWEEPS: &str = "msgsvc_relay_sweeps_total";
 pub const BATCHES_FAILED: &str = "msgsvc_consumer_batches_failed_total";
+pub const UNMAPPED_MESSAGES: &str = "msgsvc_consumer_unmapped_messages_total";
 pub const HTTP_REQUESTS: &str = "msgsvc_http_requests_total";
 pub const HTTP_DURATION: &str = "msgsvc_http_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "msgsvc_db_pool_connections";
@@ -106,6 +107,16 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &[],
         exported_by: CONSUMER,
         help: "Batches failed for an infrastructure fault (database or broker); the broker redelivers them.",
+    },
+    MetricDef {
+        name: UNMAPPED_MESSAGES,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        // tenant_id only on a tenant work queue; queue is then the tenant's queue name, else
+        // the broker queue's own name.
+        labels: &["tenant_id", "queue", "reason"],
+        exported_by: CONSUMER,
+        help: "Deliveries acknowledged without processing because they are none of ours, by reason: no_message_id, invalid_message_id, unknown_message or not_a_tenant_queue.",
     },
     MetricDef {
         name: WORKERS_DESIRED,

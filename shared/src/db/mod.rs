@@ -13,6 +13,7 @@ pub mod messages;
 pub mod queue_stats;
 pub mod tenants;
 pub mod tls;
+pub mod unmapped;
 
 use std::time::Duration;
 

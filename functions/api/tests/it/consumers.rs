@@ -184,3 +184,66 @@ async fn workers_too_few_for_the_function_timeout_are_refused() {
         assert_eq!(r.status, StatusCode::OK, "{workers}: {:?}", r.body);
     }
 }
+
+/// What the consumer recorded as none of ours shows in both status routes, per queue and only
+/// to its tenant; a queue without any shows a zero count.
+#[tokio::test]
+async fn the_status_routes_show_unmapped_messages_per_queue() {
+    let app = spawn_app().await;
+    let t = app.create_tenant().await;
+    let other = app.create_tenant().await;
+    for (tenant, queue) in [(&t, "orders"), (&t, "quiet"), (&other, "orders")] {
+        let r = app.publish(tenant, queue, json!(1)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    }
+    let tid: shared::domain::TenantId = t.parse().unwrap();
+    shared::db::unmapped::record(&app.ctx.db, tid, "orders", 3, "no_message_id")
+        .await
+        .unwrap();
+    shared::db::unmapped::record(&app.ctx.db, tid, "orders", 2, "unknown_message")
+        .await
+        .unwrap();
+
+    let items = |body: &serde_json::Value, tenant: &str| -> Vec<serde_json::Value> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["tenant_id"] == tenant)
+            .cloned()
+            .collect()
+    };
+    let find = |items: &[serde_json::Value], queue: &str| {
+        items
+            .iter()
+            .find(|i| i["queue_name"] == queue)
+            .unwrap_or_else(|| panic!("no {queue} in {items:?}"))
+            .clone()
+    };
+    let token = app.tenant_token(&t);
+    let mine = app
+        .get(&format!("/api/v1/tenants/{t}/consumers"), &token)
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    let mine = items(&mine.body, &t);
+    let orders = find(&mine, "orders");
+    assert_eq!(orders["unmapped"]["count"], 5);
+    assert_eq!(orders["unmapped"]["last_reason"], "unknown_message");
+    let seen: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(orders["unmapped"]["last_seen_at"].clone()).unwrap();
+    assert!((chrono::Utc::now() - seen).num_seconds().abs() < 60);
+    let quiet = find(&mine, "quiet");
+    assert_eq!(quiet["unmapped"]["count"], 0);
+    assert!(quiet["unmapped"]["last_seen_at"].is_null());
+
+    let all = app.get("/api/v1/consumers/status", &app.admin).await;
+    assert_eq!(
+        find(&items(&all.body, &t), "orders")["unmapped"]["count"],
+        5
+    );
+    assert_eq!(
+        find(&items(&all.body, &other), "orders")["unmapped"]["count"],
+        0,
+        "another tenant's queue of the same name is not counted"
+    );
+}

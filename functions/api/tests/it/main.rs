@@ -1,6 +1,7 @@
 //! API integration tests over the real PostgreSQL and RabbitMQ. Each test creates its own
 //! tenants (so its own broker queues) and runs in parallel with the others.
 
+mod apigw_events;
 mod auth;
 mod consumers;
 mod faults;

@@ -2,6 +2,7 @@
 //! it from broker deliveries (the local event source sends exactly what Amazon MQ would).
 
 pub mod event;
+pub mod unmapped;
 
 use std::{
     collections::BTreeMap,
@@ -20,6 +21,7 @@ use shared::{
 };
 
 pub use event::{BasicProperties, RmqEvent, RmqMessage};
+pub use unmapped::{Reason, Unmapped};
 
 /// What the function returns for an event: a report per queue.
 #[derive(Debug, Default, Serialize)]
@@ -32,16 +34,20 @@ pub struct QueueReport {
     pub queue: String,
     #[serde(flatten)]
     pub report: BatchReport,
+    /// The deliveries counted in `unknown`, by reason (see [`unmapped`]).
+    pub unmapped: Unmapped,
 }
 
-/// Starts the failed-batch counter at zero, so a dashboard or alarm sees "none" rather than
+/// Starts the consumer's counters at zero, so a dashboard or alarm sees "none" rather than
 /// "no data".
 pub fn register_metrics() {
     metrics::counter!(BATCHES_FAILED).absolute(0);
+    unmapped::register_metrics();
 }
 
 /// Handles one event, finishing before `deadline` (the invocation's). An `Err` (infrastructure
-/// fault) makes Lambda fail the invocation, so Amazon MQ redelivers the batch.
+/// fault) makes Lambda fail the invocation, so Amazon MQ redelivers the batch. Deliveries that
+/// are none of ours never do: they are counted and acknowledged (see [`unmapped`]).
 pub async fn handle_event(
     handler: &BatchHandler,
     event: &RmqEvent,
@@ -51,17 +57,15 @@ pub async fn handle_event(
     for (key, messages) in &event.messages_by_queue {
         let (queue_name, _vhost) = event::split_queue_key(key);
         let Some(queue) = parse_work_queue(queue_name) else {
-            tracing::warn!(
-                queue = queue_name,
-                count = messages.len(),
-                "event for a queue that is not a tenant work queue; ignored"
-            );
+            let unmapped = Unmapped::not_a_tenant_queue(messages.len());
+            unmapped.record(handler.context(), queue_name, None).await?;
             out.queues.push(QueueReport {
                 queue: queue_name.to_string(),
                 report: BatchReport {
                     unknown: messages.len(),
                     ..BatchReport::default()
                 },
+                unmapped,
             });
             continue;
         };
@@ -76,10 +80,16 @@ pub async fn handle_event(
             .handle(&queue, &inbound, deadline)
             .await
             .inspect_err(|_| metrics::counter!(BATCHES_FAILED).increment(1))?;
+        let unmapped = Unmapped::of_batch(&inbound, &report);
+        unmapped
+            .record(handler.context(), queue_name, Some(&queue))
+            .await
+            .inspect_err(|_| metrics::counter!(BATCHES_FAILED).increment(1))?;
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, ?report, "batch processed");
         out.queues.push(QueueReport {
             queue: queue_name.to_string(),
             report,
+            unmapped,
         });
     }
     Ok(out)

@@ -44,7 +44,116 @@ async fn the_fixture_event_parses_and_foreign_queues_are_ignored() {
     let report = handle_event(&handler, &event, deadline()).await.unwrap();
     assert_eq!(report.queues.len(), 1);
     assert_eq!(report.queues[0].report.unknown, 1);
+    assert_eq!(report.queues[0].unmapped.not_a_tenant_queue, 1);
     assert_eq!(processor.calls.load(Ordering::SeqCst), 0);
+}
+
+/// AWS's own capture (https://github.com/aws/aws-lambda-dotnet/pull/1565): a message published
+/// without properties arrives with `null` priority, timestamp and message id. It decodes, and
+/// its queue (not ours) is acknowledged as unmapped.
+#[tokio::test]
+async fn the_real_capture_with_null_fields_decodes() {
+    let raw = include_str!("../fixtures/aws-rmq-capture-null-fields.json");
+    let event = RmqEvent::decode(serde_json::from_str(raw).unwrap());
+    let m = &event.messages_by_queue["TestQueue::/"][0];
+    let p = &m.basic_properties;
+    assert_eq!(
+        (p.priority, p.delivery_mode, p.body_size),
+        (None, Some(1), Some(11))
+    );
+    assert_eq!(
+        (p.message_id.as_deref(), p.timestamp.as_deref()),
+        (None, None)
+    );
+    assert!(m.redelivered);
+    assert_eq!(m.data.as_deref(), Some("SGVsbG8gV29ybGQ=")); // "Hello World"
+
+    let handler = BatchHandler::new(context().await, Arc::new(FailTimes::default()));
+    let report = handle_event(&handler, &event, deadline()).await.unwrap();
+    assert_eq!(report.queues[0].queue, "TestQueue");
+    assert_eq!(report.queues[0].unmapped.not_a_tenant_queue, 1);
+}
+
+/// Deliveries that are none of ours share a batch with ours: ours complete, the others are
+/// counted by reason, recorded for the status API, and the batch succeeds (so it is acked).
+#[tokio::test]
+async fn foreign_deliveries_are_counted_by_reason_and_shown_by_the_status_api() {
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    let id = publish(&ctx, t, "mixed", json!({"n": 1})).await;
+    let queue = QueueRef::new(t, QueueName::parse("mixed").unwrap());
+    let mut event = fixture_for(&queue, &id.to_string());
+    let ours = event.messages_by_queue.values().next().unwrap()[0].clone();
+    let foreign = |message_id: Option<&str>| {
+        let mut m = ours.clone();
+        m.basic_properties.message_id = message_id.map(str::to_string);
+        m.data = Some("eyJvcmRlciI6IDQyfQ==".into()); // {"order": 42}: another publisher's body
+        m
+    };
+    let batch = event.messages_by_queue.values_mut().next().unwrap();
+    batch.push(foreign(None));
+    batch.push(foreign(Some("order-42")));
+    batch.push(foreign(Some(&uuid::Uuid::new_v4().to_string())));
+    batch.push(foreign(Some(&uuid::Uuid::new_v4().to_string())));
+
+    let handler = BatchHandler::new(ctx.clone(), Arc::new(FailTimes::default()));
+    let report = handle_event(&handler, &event, deadline()).await.unwrap();
+    let q = &report.queues[0];
+    assert_eq!((q.report.completed, q.report.unknown), (1, 4));
+    assert_eq!(
+        q.unmapped,
+        consumer::rmq::Unmapped {
+            no_message_id: 1,
+            invalid_message_id: 1,
+            unknown_message: 2,
+            not_a_tenant_queue: 0,
+        }
+    );
+    assert_eq!(message(&ctx, t, id).await.status, MessageStatus::Completed);
+
+    let status = shared::consumers::status(&ctx, Some(t)).await.unwrap();
+    let mixed = status.iter().find(|s| s.queue_name == "mixed").unwrap();
+    assert_eq!(mixed.unmapped.count, 4);
+    assert_eq!(
+        mixed.unmapped.last_reason.as_deref(),
+        Some("unknown_message")
+    );
+    let seen = mixed.unmapped.last_seen_at.expect("last seen");
+    assert!((chrono::Utc::now() - seen).num_seconds() < 60);
+
+    // A second batch adds to the count; a batch of ours only leaves it alone.
+    let only_foreign = {
+        let mut e = event.clone();
+        for m in e.messages_by_queue.values_mut() {
+            m.truncate(2);
+            m.remove(0);
+        }
+        e
+    };
+    handle_event(&handler, &only_foreign, deadline())
+        .await
+        .unwrap();
+    let id2 = publish(&ctx, t, "mixed", json!({"n": 2})).await;
+    handle_event(&handler, &fixture_for(&queue, &id2.to_string()), deadline())
+        .await
+        .unwrap();
+    let status = shared::consumers::status(&ctx, Some(t)).await.unwrap();
+    let mixed = status.iter().find(|s| s.queue_name == "mixed").unwrap();
+    assert_eq!(mixed.unmapped.count, 5);
+    assert_eq!(mixed.unmapped.last_reason.as_deref(), Some("no_message_id"));
+    // Another tenant's status does not see them.
+    let other = tenant(&ctx).await;
+    publish(&ctx, other, "mixed", json!(1)).await;
+    let status = shared::consumers::status(&ctx, Some(other)).await.unwrap();
+    assert_eq!(
+        status
+            .iter()
+            .find(|s| s.queue_name == "mixed")
+            .unwrap()
+            .unmapped
+            .count,
+        0
+    );
 }
 
 #[tokio::test]

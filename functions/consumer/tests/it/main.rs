@@ -1,6 +1,7 @@
 //! Consumer integration tests over the real PostgreSQL and RabbitMQ. Each test has its own
 //! tenants, and its event source consumes only those tenants' queues.
 
+mod aws_fixtures;
 mod deadline;
 mod emulator;
 mod events;
