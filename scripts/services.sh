@@ -60,7 +60,24 @@ start_rabbitmq_server() {
   fi
 }
 
+# A node started by Debian's wrapper (or before this script) may run with 1024 open files; its
+# file-handle cache then fills under many quorum queues and it stops accepting connections.
+# As root, restart such a node with the higher limit.
+rabbitmq_fd_limit_low() {
+  local pid
+  pid=$(pgrep -u rabbitmq -f beam.smp | head -n 1) || return 1
+  [ -n "$pid" ] && [ "$(id -u)" = 0 ] || return 1
+  local soft
+  soft=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null) || return 1
+  [ -n "$soft" ] && [ "$soft" != unlimited ] && [ "$soft" -lt 4096 ]
+}
+
 ensure_rabbitmq() {
+  if up 5672 && rabbitmq_fd_limit_low; then
+    echo "restarting RabbitMQ with a higher open-file limit"
+    rabbitmqctl stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do up 5672 || break; sleep 1; done
+  fi
   up 5672 && return 0
   if ! command -v rabbitmq-server >/dev/null && ! have_docker; then
     apt_install rabbitmq-server || true
