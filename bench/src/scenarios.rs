@@ -125,6 +125,9 @@ impl Bench {
                 ("DATABASE_URL", self.ctx.config.database_url.clone()),
                 ("CONSUMER_TENANTS", list.join(",")),
                 ("CONSUMER_BATCH_SIZE", "100".into()),
+                // A batch of 100 must fit the function timeout (README, "Deadlines and leases"):
+                // the benchmark's processor acknowledges at once, so 5 s is ample and one worker fits.
+                ("CONSUMER_PROCESSING_TIMEOUT", "5s".into()),
                 ("CONSUMER_METRICS_PORT", free_port().to_string()),
                 ("CONSUMER_CONFIG_POLL_INTERVAL", "200ms".into()),
             ],
