@@ -5,11 +5,8 @@
 use std::{process::Stdio, time::Duration};
 
 use serde_json::{Value, json};
-use shared::testkit::{Invocation, RuntimeApi, terminate, test_config};
-use tokio::{
-    io::AsyncReadExt,
-    process::{Child, Command},
-};
+use shared::testkit::{Invocation, RuntimeApi, json_lines, shut_down, test_config};
+use tokio::process::{Child, Command};
 
 /// AWS's sample HTTP API event (payload format 2.0; ../shared/fixtures, copied into the
 /// consumer's tests), aimed at `method path`.
@@ -94,25 +91,11 @@ async fn the_gateway_request_id_is_the_request_id_and_shutdown_closes_connection
     let lambda_id = rt.request_ids()[0].clone();
 
     // Lambda's shutdown: the process closes its connections and exits 0.
-    rt.shutdown().await;
-    terminate(api.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(2), api.wait())
-        .await
-        .expect("the API exits within Lambda's shutdown phase")
-        .unwrap();
+    let status = shut_down(&rt, &mut api, Duration::from_secs(2)).await;
     assert!(status.success(), "exit status {status:?}");
 
-    let mut out = String::new();
-    api.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
-        .collect();
+    let lines = json_lines(&mut api).await;
+    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let request_lines: Vec<&Value> = lines
         .iter()
         .filter(|l| l["span"]["request_id"] == gateway_id.as_str())

@@ -8,7 +8,9 @@ use std::{
 };
 
 use serde_json::Value;
-use shared::testkit::{Invocation, RuntimeApi, prepare_database, terminate, test_config};
+use shared::testkit::{
+    Invocation, RuntimeApi, json_lines, prepare_database, shut_down, test_config,
+};
 use tokio::{
     io::AsyncReadExt,
     process::{Child, Command},
@@ -38,20 +40,6 @@ async fn start_consumer(rt: &RuntimeApi, logging: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("start consumer")
 }
 
-async fn stdout_lines(child: &mut Child) -> Vec<Value> {
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
-        .collect()
-}
-
 fn the_only_request_id(rt: &RuntimeApi) -> String {
     let ids = rt.request_ids();
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -75,7 +63,7 @@ async fn json_lines_at_lambdas_log_level_carry_the_lambda_request_id() {
     let request_id = the_only_request_id(&rt);
     consumer.kill().await.unwrap();
 
-    let lines = stdout_lines(&mut consumer).await;
+    let lines = json_lines(&mut consumer).await;
     let logs: Vec<&Value> = lines.iter().filter(|l| l.get("level").is_some()).collect();
     let warn = logs
         .iter()
@@ -159,17 +147,12 @@ async fn on_lambdas_shutdown_the_consumer_closes_its_connections_and_exits() {
     })
     .await;
 
-    rt.shutdown().await;
     let signalled = Instant::now();
-    terminate(pid);
-    let status = tokio::time::timeout(Duration::from_secs(2), consumer.wait())
-        .await
-        .expect("the consumer exits within Lambda's shutdown phase")
-        .unwrap();
+    let status = shut_down(&rt, &mut consumer, Duration::from_secs(2)).await;
     assert!(status.success(), "exit status {status:?}");
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
 
-    let lines = stdout_lines(&mut consumer).await;
+    let lines = json_lines(&mut consumer).await;
     assert!(
         lines
             .iter()

@@ -3,4 +3,4 @@
 
 pub mod batch;
 pub mod jobs;
-pub mod local_trigger;
+pub mod local;

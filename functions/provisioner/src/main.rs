@@ -2,11 +2,10 @@
 //! the schedule's bare `{"kind":"relay"}`. Outside Lambda it runs jobs in process:
 //! `provisioner run '<job json>'` executes one job; `provisioner` alone runs the outbox relay on
 //! its interval. `provisioner trigger [--invoke <url>] [--function <name>]` plays the
-//! function's AWS triggers for the local Lambda loop (see `local_trigger`).
+//! function's AWS triggers for the local Lambda loop (see `local`).
 
-use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
-use provisioner::{batch, jobs::Provisioner, local_trigger::LocalTrigger};
+use provisioner::{batch, jobs::Provisioner};
 use serde_json::Value;
 use shared::{AppContext, Config, control_plane::Job, telemetry};
 use tracing::Instrument;
@@ -49,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             let job: Job = serde_json::from_str(job)?;
             Provisioner::from_env(ctx).await.run(&job).await
         }
-        [cmd, rest @ ..] if cmd == "trigger" => trigger(&ctx, rest).await,
+        [cmd, rest @ ..] if cmd == "trigger" => provisioner::local::trigger(&ctx, rest).await,
         [] => {
             shared::outbox::relay::spawn(ctx).await?;
             Ok(())
@@ -58,44 +57,4 @@ async fn main() -> anyhow::Result<()> {
             "usage: provisioner [run '<job json>' | trigger [--invoke <url>] [--function <name>]]"
         ),
     }
-}
-
-async fn trigger(ctx: &AppContext, args: &[String]) -> anyhow::Result<()> {
-    let (mut invoke, mut function) = (
-        "http://127.0.0.1:9000".to_string(),
-        "provisioner".to_string(),
-    );
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it.next().with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--invoke" => invoke = value.clone(),
-            "--function" => function = value.clone(),
-            other => anyhow::bail!("unknown option {other:?}"),
-        }
-    }
-    let queue = ctx
-        .config
-        .control
-        .queue_url
-        .as_deref()
-        .context("CONTROL_QUEUE_URL is required for the trigger")?;
-    let trigger = LocalTrigger::new(queue, &invoke, &function).await?;
-    tracing::info!(%queue, %invoke, %function, "invoking the provisioner for control jobs and the relay schedule");
-    let relay = ctx
-        .config
-        .relay
-        .enabled
-        .then_some(ctx.config.relay.interval);
-    tokio::select! {
-        _ = trigger.run_queue() => {}
-        _ = async {
-            match relay {
-                Some(every) => trigger.run_schedule(every).await,
-                None => std::future::pending().await,
-            }
-        } => {}
-        _ = shared::shutdown::signal() => {}
-    }
-    Ok(())
 }

@@ -4,8 +4,10 @@
 use std::{process::Stdio, time::Duration};
 
 use serde_json::Value;
-use shared::testkit::{Invocation, RuntimeApi, prepare_database, terminate, test_config};
-use tokio::{io::AsyncReadExt, process::Command};
+use shared::testkit::{
+    Invocation, RuntimeApi, json_lines, prepare_database, shut_down, test_config,
+};
+use tokio::process::Command;
 
 /// AWS's aws:sqs sample event (consumer's tests/fixtures): its body "Message Body" is no job,
 /// so the record fails and is reported as a batch item failure.
@@ -43,26 +45,11 @@ async fn a_failed_job_is_logged_with_the_lambda_request_id() {
     );
     let request_id = rt.request_ids()[0].clone();
 
-    rt.shutdown().await;
-    terminate(provisioner.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(2), provisioner.wait())
-        .await
-        .expect("the provisioner exits within Lambda's shutdown phase")
-        .unwrap();
+    let status = shut_down(&rt, &mut provisioner, Duration::from_secs(2)).await;
     assert!(status.success(), "exit status {status:?}");
 
-    let mut out = String::new();
-    provisioner
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
-        .collect();
+    let lines = json_lines(&mut provisioner).await;
+    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let failed = lines
         .iter()
         .find(|l| l["message"] == "control job failed")

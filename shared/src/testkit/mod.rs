@@ -5,7 +5,7 @@
 
 pub mod runtime_api;
 
-pub use runtime_api::{Invocation, InvokeOptions, RuntimeApi, terminate};
+pub use runtime_api::{Invocation, InvokeOptions, RuntimeApi, json_lines, shut_down, terminate};
 
 use std::{
     net::SocketAddr,

@@ -312,6 +312,37 @@ impl Drop for RuntimeApi {
     }
 }
 
+/// Lambda's shutdown of a function process: the Shutdown phase ([`RuntimeApi::shutdown`]),
+/// then SIGTERM; waits for the process to exit (panics after `within`).
+pub async fn shut_down(
+    rt: &RuntimeApi,
+    child: &mut tokio::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    rt.shutdown().await;
+    terminate(child.id().expect("the process runs"));
+    tokio::time::timeout(within, child.wait())
+        .await
+        .expect("the process exits within Lambda's shutdown phase")
+        .expect("wait for the process")
+}
+
+/// A finished process's stdout, one JSON value per line (panics on a line that is not JSON).
+pub async fn json_lines(child: &mut tokio::process::Child) -> Vec<Value> {
+    use tokio::io::AsyncReadExt as _;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_string(&mut out)
+        .await
+        .expect("read stdout");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect()
+}
+
 /// Sends SIGTERM to a process, as Lambda does to the runtime at shutdown.
 pub fn terminate(pid: u32) {
     let status = std::process::Command::new("kill")

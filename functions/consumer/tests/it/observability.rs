@@ -525,14 +525,8 @@ async fn api_logs_are_json_lines_with_request_and_tenant_ids_and_never_the_token
     );
     api.kill().await.ok();
 
-    let mut out = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut api.stdout.take().unwrap(), &mut out)
-        .await
-        .unwrap();
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
-        .collect();
+    let lines = shared::testkit::json_lines(&mut api).await;
+    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let ours: Vec<&Value> = lines
         .iter()
         .filter(|l| l["span"]["request_id"] == "req-log-test")
