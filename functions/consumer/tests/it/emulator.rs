@@ -468,7 +468,12 @@ async fn an_event_never_exceeds_the_payload_limit_and_a_record_too_large_alone_i
 /// first call.
 #[tokio::test]
 async fn an_invocation_past_the_function_timeout_is_abandoned_and_its_batch_redelivered() {
-    let ctx = context(|c| c.consumer.batch_size = 2).await;
+    // A window lets both published deliveries into one batch however fast the first arrives.
+    let ctx = context(|c| {
+        c.consumer.batch_size = 2;
+        c.consumer.batch_window = Duration::from_secs(1);
+    })
+    .await;
     let (t, q) = queue(&ctx, "hangs").await;
     publish_raw(
         &ctx,
@@ -517,7 +522,12 @@ async fn an_invocation_past_the_function_timeout_is_abandoned_and_its_batch_rede
 /// 5xx is a failed invocation too.
 #[tokio::test]
 async fn a_function_error_or_a_5xx_returns_the_whole_batch_and_success_acknowledges_it() {
-    let ctx = context(|c| c.consumer.batch_size = 3).await;
+    // A window lets all three published deliveries into one batch however fast the first arrives.
+    let ctx = context(|c| {
+        c.consumer.batch_size = 3;
+        c.consumer.batch_window = Duration::from_secs(1);
+    })
+    .await;
     let (t, q) = queue(&ctx, "fails").await;
     let names = named("f", 3);
     publish_raw(
