@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("DATABASE_URL").is_err() {
         config.database_url = "postgres://postgres@127.0.0.1:5432/msgsvc_bench".into();
     }
-    shared::telemetry::init(&config);
+    shared::observability::telemetry::init(&config);
 
     let mut b = Bench::start(config.clone(), quick).await?;
     let machine = machine(&b).await;

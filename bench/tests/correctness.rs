@@ -10,11 +10,13 @@ use shared::{domain::TenantName, testkit};
 async fn completion_counts_exactly_and_reads_real_timestamps() {
     let config = testkit::test_config();
     let ctx = testkit::context(config, "bench-test").await;
-    let tenant =
-        shared::tenants::create(&ctx, &TenantName::parse(&testkit::unique("bench")).unwrap())
-            .await
-            .unwrap()
-            .id;
+    let tenant = shared::services::tenants::create(
+        &ctx,
+        &TenantName::parse(&testkit::unique("bench")).unwrap(),
+    )
+    .await
+    .unwrap()
+    .id;
     let client = ctx.db.get().await.unwrap();
     // 10 messages, 7 completed with latencies of exactly 100, 200, ... 700 ms.
     for i in 0..10i64 {

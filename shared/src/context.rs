@@ -11,8 +11,8 @@ use crate::{
     Config,
     broker::{Broker, QueueRef},
     db,
+    db::group_commit::GroupCommit,
     domain::TenantId,
-    group_commit::GroupCommit,
 };
 
 #[derive(Clone)]
@@ -24,7 +24,7 @@ pub struct AppContext {
     /// every time.
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
     /// Tenants' limits and backlog counts, read from PostgreSQL at most once per TTL.
-    pub limits: Arc<crate::limits::LimitsCache>,
+    pub limits: Arc<crate::services::limits::LimitsCache>,
     /// Applies capacity and consumer changes (`CONTROL_PLANE`: local or aws). Services submit
     /// jobs through `control_plane::request` after storing the desired state.
     pub control: Arc<dyn crate::control_plane::ControlPlane>,

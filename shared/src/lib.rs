@@ -4,24 +4,17 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
-pub mod consumers;
 pub mod context;
 pub mod control_plane;
 pub mod db;
-pub mod dead_letters;
 pub mod delivery;
 pub mod domain;
 pub mod error;
-pub mod group_commit;
-pub mod lambda_invoke;
-pub mod limits;
-pub mod messages;
-pub mod metrics;
+pub mod local;
+pub mod observability;
 pub mod outbox;
-pub mod processing;
+pub mod services;
 pub mod shutdown;
-pub mod telemetry;
-pub mod tenants;
 
 pub use config::Config;
 pub use context::AppContext;

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, fs, path::Path};
 
-use shared::metrics::CATALOG;
+use shared::observability::metrics::CATALOG;
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -49,7 +49,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn is_histogram(name: &str) -> bool {
     CATALOG
         .iter()
-        .any(|m| m.name == name && m.kind == shared::metrics::Kind::Histogram)
+        .any(|m| m.name == name && m.kind == shared::observability::metrics::Kind::Histogram)
 }
 
 fn exported(name: &str) -> bool {

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, bail};
 use api::{ApiState, router};
-use shared::{AppContext, Config, auth, config::DEV_JWT_SECRET, telemetry};
+use shared::{AppContext, Config, auth, config::DEV_JWT_SECRET, observability::telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if shared::running_in_lambda() {
         // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
-        let emf = shared::metrics::cloudwatch()?;
+        let emf = shared::observability::metrics::cloudwatch()?;
         // The schema follows the code: the first cold start after a deploy applies pending
         // migrations (under an advisory lock; only a read when the schema is current). A
         // database that is down fails requests, not the start, so /health can say why.
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         let ctx = AppContext::new(config, "api-lambda")?;
         ctx.warm_up().await;
         shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
-        return shared::metrics::emf_lambda::service::run_http(
+        return shared::observability::metrics::emf_lambda::service::run_http(
             emf,
             api::with_gateway_request_id(router(ApiState::try_new(ctx)?)),
         )
@@ -61,9 +61,9 @@ async fn main() -> anyhow::Result<()> {
     // The recorder must exist before the first gauge sample, or that sample is lost and
     // /metrics lacks the process gauges until the next one.
     if ctx.config.metrics_enabled {
-        shared::metrics::prometheus();
+        shared::observability::metrics::prometheus();
     }
-    let gauges = shared::metrics::spawn_process_gauges(ctx.clone());
+    let gauges = shared::observability::metrics::spawn_process_gauges(ctx.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

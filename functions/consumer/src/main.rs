@@ -12,7 +12,9 @@ use consumer::{
     rmq::{RmqEvent, handle_event},
 };
 use lambda_runtime::LambdaEvent;
-use shared::{AppContext, Config, delivery::BatchHandler, processing::Builtin, telemetry};
+use shared::{
+    AppContext, Config, delivery::BatchHandler, delivery::Builtin, observability::telemetry,
+};
 use tracing::Instrument;
 
 #[tokio::main]
@@ -23,13 +25,13 @@ async fn main() -> anyhow::Result<()> {
 
     if shared::running_in_lambda() {
         // Metrics go to CloudWatch as EMF on stdout, flushed after every invocation.
-        let emf = shared::metrics::cloudwatch()?;
+        let emf = shared::observability::metrics::cloudwatch()?;
         let ctx = AppContext::new(config, "consumer-lambda")?;
         ctx.warm_up().await;
         shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
         let handler = Arc::new(BatchHandler::new(ctx.clone(), processor));
         consumer::rmq::register_metrics();
-        return shared::metrics::emf_lambda::handler::run(
+        return shared::observability::metrics::emf_lambda::handler::run(
             emf,
             // Any JSON reaches the handler: decoding is lenient (rmq::event), so no message of an
             // event can fail the invocation before it is looked at.
@@ -45,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
                     );
                     let event = RmqEvent::decode(event.payload);
                     let outcome = handle_event(&handler, &event, deadline).await;
-                    shared::metrics::record_process_gauges(&ctx);
+                    shared::observability::metrics::record_process_gauges(&ctx);
                     outcome.map_err(|e| -> lambda_runtime::Error { e.to_string().into() })
                 }
                 .instrument(span)

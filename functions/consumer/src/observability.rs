@@ -7,7 +7,7 @@ use axum::{Router, http::header, routing::get};
 use shared::AppContext;
 
 pub async fn serve(ctx: AppContext) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let handle = shared::metrics::prometheus();
+    let handle = shared::observability::metrics::prometheus();
     crate::rmq::register_metrics();
     let path = ctx.config.metrics_path.clone();
     let scraped = ctx.clone();
@@ -15,7 +15,7 @@ pub async fn serve(ctx: AppContext) -> anyhow::Result<tokio::task::JoinHandle<()
         &path,
         get(move || {
             // Process gauges at scrape time, so a scrape is never older than itself.
-            shared::metrics::record_process_gauges(&scraped);
+            shared::observability::metrics::record_process_gauges(&scraped);
             async move {
                 (
                     [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -42,8 +42,8 @@ async fn sample(ctx: AppContext) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        shared::metrics::record_process_gauges(&ctx);
-        if let Err(e) = shared::metrics::record_queue_gauges(&ctx).await {
+        shared::observability::metrics::record_process_gauges(&ctx);
+        if let Err(e) = shared::observability::metrics::record_queue_gauges(&ctx).await {
             tracing::warn!(error = %e, "cannot sample queue gauges");
         }
     }

@@ -7,7 +7,7 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use provisioner::{batch, jobs::Provisioner};
 use serde_json::Value;
-use shared::{AppContext, Config, control_plane::Job, telemetry};
+use shared::{AppContext, Config, control_plane::Job, observability::telemetry};
 use tracing::Instrument;
 
 #[tokio::main]

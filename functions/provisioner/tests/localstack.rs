@@ -107,11 +107,12 @@ async fn reserved(p: &Provisioner, function: &str) -> Option<i32> {
 #[tokio::test]
 async fn onboarding_creates_the_tenant_function_and_scaling_changes_its_concurrency() {
     let p = provisioner().await;
-    let tenant = shared::tenants::create(&p.ctx, &TenantName::parse(&unique("prov")).unwrap())
-        .await
-        .unwrap();
+    let tenant =
+        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("prov")).unwrap())
+            .await
+            .unwrap();
     let id = tenant.id;
-    shared::tenants::set_capacity(&p.ctx, id, Some(3))
+    shared::services::tenants::set_capacity(&p.ctx, id, Some(3))
         .await
         .unwrap();
 
@@ -134,13 +135,17 @@ async fn onboarding_creates_the_tenant_function_and_scaling_changes_its_concurre
         "settings copied from the template"
     );
     assert_eq!(reserved(&p, &function).await, Some(3));
-    let capacity = shared::tenants::capacity(&p.ctx, id).await.unwrap();
+    let capacity = shared::services::tenants::capacity(&p.ctx, id)
+        .await
+        .unwrap();
     assert_eq!(
         (capacity.applied_concurrency, capacity.state.as_str()),
         (Some(3), "applied")
     );
 
-    let status = shared::consumers::status(&p.ctx, Some(id)).await.unwrap();
+    let status = shared::services::consumers::status(&p.ctx, Some(id))
+        .await
+        .unwrap();
     let mapping = status[0].mapping.as_ref().expect("mapping state recorded");
     assert_eq!(mapping.state, "unsupported");
     assert!(mapping.error.as_deref().unwrap().contains("MQ_BROKER_ARN"));
@@ -149,7 +154,7 @@ async fn onboarding_creates_the_tenant_function_and_scaling_changes_its_concurre
         Some(3)
     );
 
-    shared::tenants::set_capacity(&p.ctx, id, Some(5))
+    shared::services::tenants::set_capacity(&p.ctx, id, Some(5))
         .await
         .unwrap();
     let scale = Job::ScaleTenant { tenant_id: id };
@@ -196,9 +201,10 @@ async fn a_failing_job_reaches_the_dlq_without_blocking_the_others() {
         .queue_url
         .unwrap();
 
-    let tenant = shared::tenants::create(&p.ctx, &TenantName::parse(&unique("dlq")).unwrap())
-        .await
-        .unwrap();
+    let tenant =
+        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("dlq")).unwrap())
+            .await
+            .unwrap();
     let good = serde_json::to_string(&Job::ScaleTenant {
         tenant_id: tenant.id,
     })
@@ -252,7 +258,7 @@ async fn a_failing_job_reaches_the_dlq_without_blocking_the_others() {
         }
     }
     assert_eq!(
-        shared::tenants::capacity(&p.ctx, tenant.id)
+        shared::services::tenants::capacity(&p.ctx, tenant.id)
             .await
             .unwrap()
             .state,

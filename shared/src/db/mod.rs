@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod consumer_configs;
 pub mod consumer_runtime;
 pub mod control_state;
+pub mod group_commit;
 pub mod limits;
 pub mod messages;
 pub mod queue_stats;

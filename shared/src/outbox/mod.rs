@@ -14,7 +14,7 @@ use crate::{
     broker::{Outbound, QueueRef, headers, work_queue},
     domain::{TenantId, message::NewMessage},
     error::Result,
-    metrics as m,
+    observability::metrics as m,
 };
 
 /// A stored message as the broker carries it.

@@ -3,7 +3,9 @@
 //! a scheduled job in AWS. Republishing may duplicate a message; consumers are idempotent.
 
 use super::Envelope;
-use crate::{AppContext, broker::QueueRef, db, domain::QueueName, error::Result, metrics as m};
+use crate::{
+    AppContext, broker::QueueRef, db, domain::QueueName, error::Result, observability::metrics as m,
+};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RelayReport {

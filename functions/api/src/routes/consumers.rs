@@ -1,8 +1,8 @@
 use axum::{Json, extract::State};
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
-    consumers::{self, QueueStatus},
     domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
+    services::consumers::{self, QueueStatus},
 };
 
 use utoipa::{IntoParams, ToSchema};

@@ -2,9 +2,9 @@ use axum::{Json, extract::State};
 use serde::Deserialize;
 use shared::{
     db::messages::MessageFilter,
-    dead_letters::{self, RedriveReport, RedriveSelector},
     domain::{Message, MessageId, MessageStatus, Page, QueueName, TenantId},
-    messages,
+    services::dead_letters::{self, RedriveReport, RedriveSelector},
+    services::messages,
 };
 
 use utoipa::{IntoParams, ToSchema};
@@ -86,7 +86,7 @@ async fn redrive(
 ) -> ApiResult<Json<RedriveReport>> {
     let tenant: TenantId = tenant.parse()?;
     caller.require_tenant(tenant)?;
-    shared::tenants::get(&s.ctx, tenant).await?;
+    shared::services::tenants::get(&s.ctx, tenant).await?;
     let selector = RedriveSelector {
         queue_name: req
             .queue_name

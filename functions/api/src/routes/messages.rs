@@ -13,7 +13,7 @@ use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
     domain::{Message, MessageId, MessageStatus, Page, TenantId},
-    messages::{self, Accepted, PublishItem},
+    services::messages::{self, Accepted, PublishItem},
 };
 
 use utoipa::{IntoParams, ToSchema};

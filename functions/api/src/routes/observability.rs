@@ -8,13 +8,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use shared::metrics as m;
+use shared::observability::metrics as m;
 
 use crate::state::ApiState;
 
 pub fn routes(path: &str) -> Router<ApiState> {
     // Install the recorder now, so metrics recorded before the first scrape are kept.
-    shared::metrics::prometheus();
+    shared::observability::metrics::prometheus();
     Router::new().route(path, get(render))
 }
 
@@ -25,10 +25,10 @@ pub fn routes(path: &str) -> Router<ApiState> {
 pub(crate) async fn render(State(s): State<ApiState>) -> impl IntoResponse {
     // Process gauges are sampled at scrape time too, so a scrape never shows a state older
     // than itself (the background sampler serves the EMF path and long gaps between scrapes).
-    shared::metrics::record_process_gauges(&s.ctx);
+    shared::observability::metrics::record_process_gauges(&s.ctx);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared::metrics::prometheus().render(),
+        shared::observability::metrics::prometheus().render(),
     )
 }
 

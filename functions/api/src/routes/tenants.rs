@@ -3,8 +3,8 @@ use serde::{Deserialize, Serialize};
 use shared::{
     db::control_state::Capacity,
     domain::{Page, PageRequest, Tenant, TenantId, TenantName},
-    limits::{self, LimitOverrides, LimitsView},
-    tenants,
+    services::limits::{self, LimitOverrides, LimitsView},
+    services::tenants,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -35,7 +35,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = testkit::test_config();
     // The database is created and migrated through the real URL even if `tweak` breaks it.
     testkit::prepare_database(&config).await;
-    shared::telemetry::init(&config);
+    shared::observability::telemetry::init(&config);
     tweak(&mut config);
     let ctx = AppContext::new(config, "api-test").expect("context");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::anyhow;
-use shared::{delivery::BatchHandler, lambda_invoke::Invoker};
+use shared::{delivery::BatchHandler, local::invoke::Invoker};
 
 use crate::rmq::{RmqEvent, handle_event};
 

@@ -118,8 +118,9 @@ impl EventSource {
         let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
         for c in configs.iter().filter(|c| wanted(&c.tenant_id)) {
             let workers = if c.is_active() { c.workers } else { 0 };
-            let labels = shared::metrics::tq(&c.tenant_id, &c.queue_name);
-            metrics::gauge!(shared::metrics::WORKERS_DESIRED, &labels).set(workers as f64);
+            let labels = shared::observability::metrics::tq(&c.tenant_id, &c.queue_name);
+            metrics::gauge!(shared::observability::metrics::WORKERS_DESIRED, &labels)
+                .set(workers as f64);
             if !c.is_active() {
                 continue;
             }

@@ -17,7 +17,7 @@ use shared::{
     broker::{QueueRef, parse_work_queue},
     delivery::{BatchHandler, BatchReport, Inbound},
     error::Result,
-    metrics::BATCHES_FAILED,
+    observability::metrics::BATCHES_FAILED,
 };
 
 pub use event::{BasicProperties, RmqEvent, RmqMessage};

@@ -16,7 +16,7 @@ use shared::{
     delivery::{BatchReport, Inbound},
     domain::MessageId,
     error::Result,
-    metrics::UNMAPPED_MESSAGES,
+    observability::metrics::UNMAPPED_MESSAGES,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -226,7 +226,9 @@ async fn foreign_messages_in_a_batch_are_acknowledged_and_counted() {
     assert_eq!(message(&ctx, t, id).await.status, MessageStatus::Completed);
 
     // Status API: the queue's count and when it was last seen.
-    let status = shared::consumers::status(&ctx, Some(t)).await.unwrap();
+    let status = shared::services::consumers::status(&ctx, Some(t))
+        .await
+        .unwrap();
     let s = status
         .iter()
         .find(|s| s.queue_name == "shared-queue")

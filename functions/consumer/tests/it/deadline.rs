@@ -13,8 +13,8 @@ use shared::{
     broker::{QueueRef, work_queue},
     config::SETTLE_MARGIN,
     delivery::{BatchHandler, Inbound},
+    delivery::{Outcome, Processor, Task},
     domain::{MessageId, MessageStatus, QueueName, TenantId},
-    processing::{Job, Outcome, Processor},
     testkit,
 };
 
@@ -26,7 +26,7 @@ const PROCESSING_TIMEOUT: Duration = Duration::from_secs(1);
 async fn context() -> AppContext {
     let mut c = config();
     c.consumer.processing_timeout = PROCESSING_TIMEOUT;
-    shared::telemetry::init(&c);
+    shared::observability::telemetry::init(&c);
     testkit::context(c, "consumer-deadline-test").await
 }
 
@@ -49,7 +49,7 @@ impl Tracking {
 
 #[async_trait::async_trait]
 impl Processor for Tracking {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         {
             let mut running = self.running.lock().unwrap();
             let n = running.entry(job.message_id).or_default();

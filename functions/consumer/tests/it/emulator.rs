@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 use shared::{
     AppContext, Config,
     broker::{QueueRef, dead_letter_queue, work_queue},
+    delivery::{Outcome, Processor, Task},
     domain::{MessageStatus, QueueName, TenantId},
-    processing::{Job, Outcome, Processor},
     testkit,
 };
 
@@ -43,7 +43,7 @@ const PAUSE: Duration = Duration::from_millis(300);
 async fn context(tweak: impl FnOnce(&mut Config)) -> AppContext {
     let mut c = crate::helpers::config();
     tweak(&mut c);
-    shared::telemetry::init(&c);
+    shared::observability::telemetry::init(&c);
     testkit::context(c, "consumer-emulator-test").await
 }
 
@@ -276,7 +276,7 @@ struct PerQueue {
 
 #[async_trait::async_trait]
 impl Processor for PerQueue {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         let queue = job.queue_name.to_string();
         {
             let mut running = self.running.lock().unwrap();

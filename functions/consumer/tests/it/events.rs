@@ -111,7 +111,9 @@ async fn foreign_deliveries_are_counted_by_reason_and_shown_by_the_status_api() 
     );
     assert_eq!(message(&ctx, t, id).await.status, MessageStatus::Completed);
 
-    let status = shared::consumers::status(&ctx, Some(t)).await.unwrap();
+    let status = shared::services::consumers::status(&ctx, Some(t))
+        .await
+        .unwrap();
     let mixed = status.iter().find(|s| s.queue_name == "mixed").unwrap();
     assert_eq!(mixed.unmapped.count, 4);
     assert_eq!(
@@ -137,14 +139,18 @@ async fn foreign_deliveries_are_counted_by_reason_and_shown_by_the_status_api() 
     handle_event(&handler, &fixture_for(&queue, &id2.to_string()), deadline())
         .await
         .unwrap();
-    let status = shared::consumers::status(&ctx, Some(t)).await.unwrap();
+    let status = shared::services::consumers::status(&ctx, Some(t))
+        .await
+        .unwrap();
     let mixed = status.iter().find(|s| s.queue_name == "mixed").unwrap();
     assert_eq!(mixed.unmapped.count, 5);
     assert_eq!(mixed.unmapped.last_reason.as_deref(), Some("no_message_id"));
     // Another tenant's status does not see them.
     let other = tenant(&ctx).await;
     publish(&ctx, other, "mixed", json!(1)).await;
-    let status = shared::consumers::status(&ctx, Some(other)).await.unwrap();
+    let status = shared::services::consumers::status(&ctx, Some(other))
+        .await
+        .unwrap();
     assert_eq!(
         status
             .iter()

@@ -16,9 +16,9 @@ use serde_json::Value;
 use shared::{
     AppContext, Config,
     delivery::BatchHandler,
+    delivery::{Outcome, Processor, Task},
     domain::{ConsumerConfigUpdate, Message, MessageId, MessageStatus, TenantId, TenantName},
-    messages::{self, PublishItem},
-    processing::{Job, Outcome, Processor},
+    services::messages::{self, PublishItem},
     testkit,
 };
 use tokio::{sync::watch, task::JoinHandle};
@@ -34,13 +34,16 @@ pub fn config() -> Config {
 
 pub async fn context() -> AppContext {
     let config = config();
-    shared::telemetry::init(&config);
+    shared::observability::telemetry::init(&config);
     testkit::context(config, "consumer-test").await
 }
 
 pub async fn tenant(ctx: &AppContext) -> TenantId {
     let name = TenantName::parse(&testkit::unique("tenant")).unwrap();
-    shared::tenants::create(ctx, &name).await.unwrap().id
+    shared::services::tenants::create(ctx, &name)
+        .await
+        .unwrap()
+        .id
 }
 
 pub async fn configure(
@@ -62,7 +65,9 @@ pub async fn configure(
         &ctx.config.consumer,
     )
     .unwrap();
-    shared::consumers::configure(ctx, t, &update).await.unwrap();
+    shared::services::consumers::configure(ctx, t, &update)
+        .await
+        .unwrap();
 }
 
 pub async fn publish(ctx: &AppContext, t: TenantId, queue: &str, body: Value) -> MessageId {
@@ -175,7 +180,7 @@ pub struct FailTimes {
 
 #[async_trait::async_trait]
 impl Processor for FailTimes {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if job.attempt <= self.n {
             Outcome::retry(format!("failure {}", job.attempt))
@@ -202,7 +207,7 @@ impl Slow {
 
 #[async_trait::async_trait]
 impl Processor for Slow {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(self.delay.get(&job.tenant_id).copied().unwrap_or_default()).await;

@@ -12,7 +12,7 @@ use axum::{
 use serde_json::{Value, json};
 use shared::{
     auth::{Authenticator, Claims},
-    metrics::{CATALOG, Kind, Process},
+    observability::metrics::{CATALOG, Kind, Process},
 };
 use tokio::{io::AsyncBufReadExt, sync::Mutex};
 

@@ -2,8 +2,8 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use shared::{
-    dead_letters::{RedriveSelector, redrive},
     domain::{MessageStatus, QueueName},
+    services::dead_letters::{RedriveSelector, redrive},
 };
 
 use crate::helpers::{

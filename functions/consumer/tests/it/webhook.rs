@@ -20,9 +20,9 @@ use sha2::Sha256;
 use shared::{
     broker::QueueRef,
     config::WebhookConfig,
+    delivery::Builtin,
     delivery::{BatchHandler, Inbound},
     domain::{MessageStatus, QueueName},
-    processing::Builtin,
 };
 
 use crate::helpers::{configure, context, message, publish, tenant};

@@ -11,7 +11,7 @@ use std::{collections::HashSet, time::Duration};
 use anyhow::Context as _;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use shared::{control_plane::Job, lambda_invoke::Invoker};
+use shared::{control_plane::Job, local::invoke::Invoker};
 
 /// Up to 10 messages per batch, as an SQS event source mapping's default batch size.
 const BATCH_SIZE: i32 = 10;

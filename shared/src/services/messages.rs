@@ -16,7 +16,7 @@ use crate::{
     db,
     domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
     error::{Code, Error, Result},
-    limits::EffectiveLimits,
+    services::limits::EffectiveLimits,
 };
 
 /// One message as a client asks to publish it (not yet validated).
@@ -41,9 +41,9 @@ pub struct Accepted {
 }
 
 pub async fn publish(ctx: &AppContext, tenant: TenantId, item: PublishItem) -> Result<Accepted> {
-    let limits = crate::limits::effective(ctx, tenant).await?;
+    let limits = super::limits::effective(ctx, tenant).await?;
     let msg = validate(&limits, item)?;
-    crate::limits::admit_publish(ctx, tenant, &limits, 1).await?;
+    super::limits::admit_publish(ctx, tenant, &limits, 1).await?;
     publish_valid(ctx, tenant, &limits, vec![msg])
         .await?
         .pop()
@@ -64,7 +64,7 @@ pub async fn publish_batch(
             format!("a batch holds 1 to {max} messages"),
         ));
     }
-    let limits = crate::limits::effective(ctx, tenant).await?;
+    let limits = super::limits::effective(ctx, tenant).await?;
     let mut results: Vec<Option<Result<Accepted>>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut slots = Vec::new();
@@ -80,7 +80,7 @@ pub async fn publish_batch(
     }
     if !valid.is_empty() {
         // A batch takes one token per message, all or none.
-        crate::limits::admit_publish(ctx, tenant, &limits, valid.len() as u32).await?;
+        super::limits::admit_publish(ctx, tenant, &limits, valid.len() as u32).await?;
         for (slot, outcome) in slots
             .into_iter()
             .zip(publish_valid(ctx, tenant, &limits, valid).await?)
@@ -126,7 +126,7 @@ async fn publish_valid(
     drop(client);
     if inserted.len() + replays.len() < messages.len() {
         // Nothing else keeps a message out: the tenant is unknown or inactive (this names which).
-        crate::tenants::get_active(ctx, tenant).await?;
+        super::tenants::get_active(ctx, tenant).await?;
     }
 
     let fresh: Vec<&NewMessage> = messages
@@ -229,10 +229,10 @@ async fn ensure_consumer_configs(
     }
     // The tenant is checked here, the first time one of its queues is seen, because the
     // config row needs it; afterwards the insert itself checks it.
-    crate::tenants::get_active(ctx, tenant).await?;
+    super::tenants::get_active(ctx, tenant).await?;
     let client = ctx.db.get().await?;
     for q in &unknown {
-        crate::limits::check_new_queue(&client, tenant, q.queue_name.as_str(), limits).await?;
+        super::limits::check_new_queue(&client, tenant, q.queue_name.as_str(), limits).await?;
         db::consumer_configs::ensure_default(&client, tenant, &q.queue_name, &ctx.config.consumer)
             .await?;
     }

@@ -1,4 +1,4 @@
-use super::{Job, Outcome, Processor, WebhookProcessor};
+use super::{Outcome, Processor, Task, WebhookProcessor};
 use crate::config::WebhookConfig;
 
 /// The default processor: a queue with an `endpoint_url` gets signed HTTP delivery, a queue
@@ -17,7 +17,7 @@ impl Builtin {
 
 #[async_trait::async_trait]
 impl Processor for Builtin {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         match &job.config.endpoint_url {
             Some(_) => self.webhook.process(job).await,
             None => Outcome::Completed,

@@ -2,22 +2,13 @@
 //! [`Processor`]; built in are an acknowledge-only processor and a signed HTTP delivery to the
 //! queue's `endpoint_url` ([`Builtin`] picks between them per queue).
 
-mod address_guard;
-mod builtin;
-pub mod signature;
-mod webhook;
-
 use std::{collections::BTreeMap, time::Duration};
-
-pub use address_guard::is_public;
-pub use builtin::Builtin;
-pub use webhook::WebhookProcessor;
 
 use crate::domain::{ConsumerConfig, MessageId, TenantId};
 
 /// One message handed to a processor.
 #[derive(Debug)]
-pub struct Job<'a> {
+pub struct Task<'a> {
     pub message_id: MessageId,
     pub tenant_id: TenantId,
     pub queue_name: &'a str,
@@ -55,5 +46,5 @@ impl Outcome {
 
 #[async_trait::async_trait]
 pub trait Processor: Send + Sync {
-    async fn process(&self, job: &Job<'_>) -> Outcome;
+    async fn process(&self, job: &Task<'_>) -> Outcome;
 }

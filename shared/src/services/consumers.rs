@@ -33,7 +33,7 @@ pub async fn configure(
         .ok_or(Error::NotFound(Code::TenantNotFound))?;
     let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
     let client = ctx.db.get().await?;
-    crate::limits::check_new_queue(&client, tenant, update.queue_name.as_str(), &limits).await?;
+    super::limits::check_new_queue(&client, tenant, update.queue_name.as_str(), &limits).await?;
     drop(client);
     let config =
         db::consumer_configs::upsert(&ctx.db, tenant, update, &ctx.config.consumer).await?;
@@ -98,7 +98,7 @@ pub struct LastError {
 pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<QueueStatus>> {
     let configs = match tenant {
         Some(t) => {
-            crate::tenants::get(ctx, t).await?;
+            super::tenants::get(ctx, t).await?;
             db::consumer_configs::list_for_tenant(&ctx.db, t).await?
         }
         None => db::consumer_configs::list_all(&ctx.db).await?,

@@ -6,7 +6,7 @@ use std::{net::IpAddr, time::Duration};
 
 use reqwest::{StatusCode, Url, header::RETRY_AFTER, redirect::Policy};
 
-use super::{Job, Outcome, Processor, address_guard, signature};
+use super::{Outcome, Processor, Task, address_guard, signature};
 use crate::config::WebhookConfig;
 
 pub struct WebhookProcessor {
@@ -55,7 +55,7 @@ impl WebhookProcessor {
 
 #[async_trait::async_trait]
 impl Processor for WebhookProcessor {
-    async fn process(&self, job: &Job<'_>) -> Outcome {
+    async fn process(&self, job: &Task<'_>) -> Outcome {
         let Some(endpoint) = job.config.endpoint_url.as_deref() else {
             return Outcome::Completed;
         };

@@ -1,8 +1,6 @@
 //! Tracing set up once per process: JSON lines in Lambda (CloudWatch), text in a terminal. The
 //! format and filter come from [`Config`] (Lambda's logging configuration inside Lambda).
 
-mod json;
-
 use std::io::IsTerminal;
 
 use tracing::{Level, level_filters::LevelFilter};
@@ -25,7 +23,7 @@ pub fn init(config: &Config) {
     let layer = match config.log_format {
         LogFormat::Json => fmt::layer()
             .fmt_fields(fmt::format::JsonFields::new())
-            .event_format(json::JsonLines)
+            .event_format(super::json_log::JsonLines)
             .with_filter(filter)
             .boxed(),
         // No colour codes where no terminal reads them (CloudWatch, a pipe).
