@@ -7,7 +7,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use shared::Error;
+use shared::{Error, error::Code};
+use utoipa::openapi::{ObjectBuilder, RefOr, Type, schema::Schema};
 
 pub struct ApiError(pub Error);
 
@@ -20,7 +21,7 @@ impl<E: Into<Error>> From<E> for ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable; see the table in this schema's `code` description.
-    #[schema(schema_with = crate::openapi::error_code_schema)]
+    #[schema(schema_with = error_code_schema)]
     pub code: &'static str,
     /// For humans; may change between versions.
     pub message: String,
@@ -89,3 +90,22 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Every stable error `code`, the status it comes with, and when: `shared::error::Code`, the
+/// one table the API answers from.
+pub fn error_codes() -> impl Iterator<Item = (&'static str, u16, &'static str)> {
+    Code::ALL
+        .iter()
+        .map(|c| (c.as_str(), c.status(), c.description()))
+}
+
+/// The schema of `ErrorBody.code`: the enum of stable codes, described one by one.
+fn error_code_schema() -> impl Into<RefOr<Schema>> {
+    let table: Vec<String> = error_codes()
+        .map(|(code, status, when)| format!("- `{code}` ({status}): {when}"))
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(error_codes().map(|(code, _, _)| code)))
+        .description(Some(format!("Stable error codes:\n{}", table.join("\n"))))
+}

@@ -1,29 +1,15 @@
-//! Extractors that turn bad requests into our error shape instead of axum's plain text.
+//! Extractors that turn bad requests into our error shape instead of axum's plain text. Who
+//! may call is decided by the scope extractors in [`crate::scope`].
 
 use axum::{
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use shared::Error;
 use shared::error::Code;
-use shared::{Error, auth::Principal};
 
-use crate::{error::ApiError, state::ApiState};
-
-/// The verified caller. 401 without a valid bearer token.
-pub struct Caller(pub Principal);
-
-impl FromRequestParts<ApiState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        Ok(Caller(state.auth.verify_header(header).await?))
-    }
-}
+use crate::error::ApiError;
 
 /// A JSON object body; malformed JSON, wrong types, unknown fields and any other top-level
 /// value are 400 `invalid_json`, an oversized body 413 `payload_too_large`.

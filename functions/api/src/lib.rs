@@ -1,10 +1,13 @@
 //! The API function: one axum Router, served by `lambda_http` inside Lambda and by a plain
 //! HTTP server outside it.
 
+mod app;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod scope;
 pub mod state;
 
 use axum::{
@@ -16,7 +19,7 @@ use axum::{
 };
 use lambda_http::request::RequestContext;
 
-pub use routes::router;
+pub use app::router;
 pub use state::ApiState;
 
 /// Inside Lambda, the request's id is API Gateway's (`requestContext.requestId`, which its

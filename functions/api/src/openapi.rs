@@ -1,153 +1,26 @@
-//! The OpenAPI document, generated from the handlers' annotations (utoipa) plus the two tables
-//! below: the stable error codes and, per route, who may call it and which error statuses it
-//! answers. Served at `GET /api/v1/openapi.json` and committed as `docs/openapi.json`; a test
-//! fails when the committed file drifts (`UPDATE_OPENAPI=1 cargo test -p api --lib openapi`
-//! or `make openapi` rewrites it).
+//! The OpenAPI document: the handlers' annotations (utoipa), each route's contract as
+//! [`crate::contract`] declared it when the route was registered, and the shared error
+//! responses from the error-code table ([`crate::error::error_codes`]). Served at
+//! `GET /api/v1/openapi.json` and committed as `docs/openapi.json`; a test fails when the
+//! committed file drifts (`UPDATE_OPENAPI=1 cargo test -p api --lib openapi` or `make openapi`
+//! rewrites it).
 
 use std::{collections::BTreeSet, sync::LazyLock};
 
-use axum::http::StatusCode;
+use axum::Json;
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        self, Content, HttpMethod, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type,
+        self, Content, ObjectBuilder, Ref, Response, ResponseBuilder, Type,
         header::HeaderBuilder,
-        path::Operation,
-        schema::SchemaType,
-        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
-use shared::error::Code;
-
-use crate::error::ErrorEnvelope;
-
-/// Every stable error `code`, the status it comes with, and when: `shared::error::Code`, the
-/// one table the API answers from.
-pub fn error_codes() -> impl Iterator<Item = (&'static str, u16, &'static str)> {
-    Code::ALL
-        .iter()
-        .map(|c| (c.as_str(), c.status(), c.description()))
-}
-
-/// Who may call a route.
-#[derive(Clone, Copy)]
-pub enum Access {
-    Public,
-    /// An admin token.
-    Admin,
-    /// An admin token, or a tenant token of the tenant in the path.
-    Tenant,
-}
-
-use Access::{Admin, Public, Tenant};
-
-/// Per route: who may call it and the error statuses it answers. The one place to change them;
-/// a route missing here fails the document's generation (and so its test).
-pub const ROUTES: &[(&str, &str, Access, &[u16])] = &[
-    ("get", "/health", Public, &[]),
-    ("get", "/metrics", Public, &[]),
-    ("get", "/api/v1/openapi.json", Public, &[]),
-    (
-        "post",
-        "/api/v1/tenants",
-        Admin,
-        &[400, 401, 403, 409, 413, 500, 503],
-    ),
-    ("get", "/api/v1/tenants", Admin, &[400, 401, 403, 500, 503]),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "delete",
-        "/api/v1/tenants/{tenant_id}",
-        Admin,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "put",
-        "/api/v1/tenants/{tenant_id}/capacity",
-        Admin,
-        &[400, 401, 403, 404, 413, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/capacity",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "put",
-        "/api/v1/tenants/{tenant_id}/limits",
-        Admin,
-        &[400, 401, 403, 404, 413, 500, 503],
-    ),
-    (
-        "post",
-        "/api/v1/tenants/{tenant_id}/messages",
-        Tenant,
-        &[400, 401, 403, 404, 409, 413, 429, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/messages",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "post",
-        "/api/v1/tenants/{tenant_id}/messages/batch",
-        Tenant,
-        &[400, 401, 403, 404, 409, 413, 429, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/messages/{message_id}",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/messages/{message_id}/attempts",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/dead-letters",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "post",
-        "/api/v1/tenants/{tenant_id}/dead-letters/redrive",
-        Tenant,
-        &[400, 401, 403, 404, 413, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/tenants/{tenant_id}/consumers",
-        Tenant,
-        &[400, 401, 403, 404, 500, 503],
-    ),
-    (
-        "put",
-        "/api/v1/tenants/{tenant_id}/consumers/{queue_name}/config",
-        Tenant,
-        &[400, 401, 403, 404, 409, 413, 500, 503],
-    ),
-    (
-        "get",
-        "/api/v1/consumers/status",
-        Admin,
-        &[401, 403, 500, 503],
-    ),
-];
-
-const BEARER: &str = "bearer";
+use crate::{
+    contract::{BEARER, response_name},
+    error::{ErrorEnvelope, error_codes},
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -161,7 +34,7 @@ const BEARER: &str = "bearer";
             Errors: every error answers `{\"error\": {\"code\", \"message\"}}` with a stable \
             `code` (see the `ErrorBody` schema)."
     ),
-    paths(crate::routes::observability::render),
+    paths(serve, crate::routes::observability::render),
     components(schemas(ErrorEnvelope)),
     modifiers(&Contract),
     tags(
@@ -182,6 +55,13 @@ pub fn document() -> openapi::OpenApi {
     doc
 }
 
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", operation_id = "openapi_json",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+pub async fn serve() -> Json<&'static serde_json::Value> {
+    Json(document_json())
+}
+
 /// The document as served (built once).
 pub fn document_json() -> &'static serde_json::Value {
     static DOC: LazyLock<serde_json::Value> =
@@ -196,56 +76,8 @@ pub fn document_pretty() -> String {
     s
 }
 
-/// The schema of `ErrorBody.code`: the enum of stable codes, described one by one.
-pub fn error_code_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
-    let table: Vec<String> = error_codes()
-        .map(|(code, status, when)| format!("- `{code}` ({status}): {when}"))
-        .collect();
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(error_codes().map(|(code, _, _)| code)))
-        .description(Some(format!("Stable error codes:\n{}", table.join("\n"))))
-}
-
-/// A message body: any JSON value but `null`.
-pub fn message_body_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Array(vec![
-            Type::Object,
-            Type::Array,
-            Type::String,
-            Type::Number,
-            Type::Integer,
-            Type::Boolean,
-        ]))
-        .description(Some(
-            "Any JSON value except null, at most `MESSAGE_MAX_BODY_BYTES` (256 KiB by default) \
-             serialised",
-        ))
-}
-
-/// Message headers as the publish routes accept them (see `shared::domain::message`).
-pub fn headers_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
-    use shared::domain::message::{MAX_HEADER_NAME_LEN, MAX_HEADER_VALUE_LEN, MAX_HEADERS};
-    let value = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .max_length(Some(MAX_HEADER_VALUE_LEN))
-        .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]*$"));
-    let name = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(format!("^[A-Za-z0-9._-]{{1,{MAX_HEADER_NAME_LEN}}}$")));
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
-        .max_properties(Some(MAX_HEADERS))
-        .property_names(Some(name))
-        .additional_properties(Some(value))
-        .description(Some(
-            "Passed to the consumer with the message. Names starting with `x-msg-` are reserved.",
-        ))
-}
-
-/// Adds the bearer scheme, each route's security and error responses (from [`ROUTES`]), and
-/// one shared response per error status (from [`error_codes`]).
+/// Adds the bearer scheme and one shared response per error status (from [`error_codes`]);
+/// the routes point at them.
 struct Contract;
 
 impl Modify for Contract {
@@ -270,72 +102,7 @@ impl Modify for Contract {
                 .responses
                 .insert(response_name(status), error_response(status).into());
         }
-
-        let methods = [
-            ("get", HttpMethod::Get),
-            ("post", HttpMethod::Post),
-            ("put", HttpMethod::Put),
-            ("delete", HttpMethod::Delete),
-            ("patch", HttpMethod::Patch),
-        ];
-        for (path, item) in doc.paths.paths.iter_mut() {
-            for (name, method) in &methods {
-                let Some(op) = operation_mut(item, method) else {
-                    continue;
-                };
-                let (_, _, access, errors) = ROUTES
-                    .iter()
-                    .find(|(m, p, _, _)| m == name && p == path)
-                    .unwrap_or_else(|| panic!("{name} {path} has no entry in openapi::ROUTES"));
-                apply(op, *access, errors);
-            }
-        }
     }
-}
-
-fn operation_mut<'a>(
-    item: &'a mut openapi::PathItem,
-    method: &HttpMethod,
-) -> Option<&'a mut Operation> {
-    match method {
-        HttpMethod::Get => item.get.as_mut(),
-        HttpMethod::Post => item.post.as_mut(),
-        HttpMethod::Put => item.put.as_mut(),
-        HttpMethod::Delete => item.delete.as_mut(),
-        HttpMethod::Patch => item.patch.as_mut(),
-        _ => None,
-    }
-}
-
-fn apply(op: &mut Operation, access: Access, errors: &[u16]) {
-    let who = match access {
-        Public => None,
-        Admin => Some("**Auth:** admin token."),
-        Tenant => Some("**Auth:** admin token, or a tenant token of `{tenant_id}`."),
-    };
-    if let Some(who) = who {
-        op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-        op.description = Some(match op.description.take() {
-            Some(d) if !d.is_empty() => format!("{d}\n\n{who}"),
-            _ => who.to_string(),
-        });
-    }
-    for status in errors {
-        op.responses.responses.insert(
-            status.to_string(),
-            RefOr::Ref(Ref::from_response_name(response_name(*status))),
-        );
-    }
-}
-
-/// `400` -> `BadRequest`.
-fn response_name(status: u16) -> String {
-    StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error")
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .collect()
 }
 
 fn error_response(status: u16) -> Response {
@@ -394,25 +161,36 @@ mod tests {
         );
     }
 
+    /// Every route but the public ones needs the bearer token and answers 401 and 403, and
+    /// every error status a route names is a shared response the document defines; the code
+    /// enum lists every code.
     #[test]
     fn every_route_is_documented_with_its_errors() {
         let doc = document_json();
-        for (method, path, access, errors) in ROUTES {
-            let op = &doc["paths"][path][method];
-            assert!(op.is_object(), "{method} {path} missing from the document");
-            for status in *errors {
-                assert!(
-                    op["responses"][status.to_string()].is_object(),
-                    "{method} {path}: {status}"
-                );
+        let public = ["/health", "/metrics", "/api/v1/openapi.json"];
+        let defined = doc["components"]["responses"].as_object().unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let secured = op["security"].is_array();
+                assert_eq!(secured, !public.contains(&path.as_str()), "{method} {path}");
+                let responses = op["responses"].as_object().unwrap();
+                if secured {
+                    for status in ["401", "403", "500", "503"] {
+                        assert!(responses.contains_key(status), "{method} {path}: {status}");
+                    }
+                }
+                for (status, r) in responses {
+                    if let Some(name) = r["$ref"].as_str() {
+                        let name = name.trim_start_matches("#/components/responses/");
+                        assert!(defined.contains_key(name), "{method} {path}: {status}");
+                    }
+                }
             }
-            assert_eq!(
-                op["security"].is_array(),
-                !matches!(access, Public),
-                "{method} {path}"
-            );
         }
         let codes = &doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"];
-        assert_eq!(codes.as_array().unwrap().len(), Code::ALL.len());
+        assert_eq!(
+            codes.as_array().unwrap().len(),
+            shared::error::Code::ALL.len()
+        );
     }
 }

@@ -1,25 +1,27 @@
 use axum::{Json, extract::State};
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
-    domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
+    domain::{ConsumerConfig, ConsumerConfigUpdate},
     services::consumers::{self, QueueStatus},
 };
 
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
-use super::tenants::TenantPath;
+use super::params::{QueueNameParam, QueuePath, TenantPath};
 use crate::{
     error::ApiResult,
-    extract::{Caller, JsonBody, PathParams},
+    extract::{JsonBody, PathParams},
+    route,
+    scope::{AdminScope, TenantScope},
     state::ApiState,
 };
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(configure))
-        .routes(routes!(status))
+        .routes(route!(list))
+        .routes(route!(configure))
+        .routes(route!(status))
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -45,29 +47,17 @@ pub(crate) struct ConfigRequest {
     endpoint_url: Option<Option<String>>,
 }
 
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct ConsumerPath {
-    /// The tenant's id (a UUID).
-    tenant_id: uuid::Uuid,
-    /// The queue's name.
-    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
-    queue_name: String,
-}
-
 /// Configure a queue's consumer; the change is applied without a restart.
 #[utoipa::path(put, path = "/tenants/{tenant_id}/consumers/{queue_name}/config", tag = "consumers",
-    params(ConsumerPath), request_body = ConfigRequest,
-    responses((status = 200, description = "The stored config", body = ConsumerConfig)))]
+    params(QueuePath), request_body = ConfigRequest,
+    responses((status = 200, description = "The stored config", body = ConsumerConfig),
+        (status = 409, description = "Over the tenant's queue limit")))]
 async fn configure(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams((tenant, queue)): PathParams<(String, String)>,
+    TenantScope(tenant): TenantScope,
+    PathParams(QueueNameParam { queue_name: queue }): PathParams<QueueNameParam>,
     JsonBody(req): JsonBody<ConfigRequest>,
 ) -> ApiResult<Json<ConsumerConfig>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let update = ConsumerConfigUpdate::parse(
         &queue,
         req.workers,
@@ -90,11 +80,8 @@ pub(crate) struct StatusList {
     responses((status = 200, description = "The tenant's queues", body = StatusList)))]
 async fn list(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
 ) -> ApiResult<Json<StatusList>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let items = consumers::status(&s.ctx, Some(tenant)).await?;
     Ok(Json(StatusList { items }))
 }
@@ -102,8 +89,7 @@ async fn list(
 /// Every tenant queue (admin).
 #[utoipa::path(get, path = "/consumers/status", tag = "consumers",
     responses((status = 200, description = "Every tenant queue", body = StatusList)))]
-async fn status(State(s): State<ApiState>, Caller(caller): Caller) -> ApiResult<Json<StatusList>> {
-    caller.require_admin()?;
+async fn status(State(s): State<ApiState>, _: AdminScope) -> ApiResult<Json<StatusList>> {
     let items = consumers::status(&s.ctx, None).await?;
     Ok(Json(StatusList { items }))
 }

@@ -2,25 +2,27 @@ use axum::{Json, extract::State};
 use serde::Deserialize;
 use shared::{
     db::messages::MessageFilter,
-    domain::{Message, MessageId, MessageStatus, Page, QueueName, TenantId},
+    domain::{Message, MessageId, MessageStatus, Page, QueueName},
     services::dead_letters::{self, RedriveReport, RedriveSelector},
     services::messages,
 };
 
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 
-use super::tenants::{PageQuery, TenantPath};
+use super::params::{PageQuery, TenantPath};
 use crate::{
     error::ApiResult,
-    extract::{Caller, JsonBody, PathParams, QueryParams},
+    extract::{JsonBody, QueryParams},
+    route,
+    scope::TenantScope,
     state::ApiState,
 };
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(redrive))
+        .routes(route!(list))
+        .routes(route!(redrive))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -42,12 +44,9 @@ pub(crate) struct ListQuery {
     responses((status = 200, description = "One page of dead letters", body = Page<Message>)))]
 async fn list(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<Page<Message>>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let filter = MessageFilter {
         status: Some(MessageStatus::DeadLettered),
         queue_name: q
@@ -80,12 +79,9 @@ pub(crate) struct RedriveRequest {
     responses((status = 200, description = "How many were redriven", body = RedriveReport)))]
 async fn redrive(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
     JsonBody(req): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<RedriveReport>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     shared::services::tenants::get(&s.ctx, tenant).await?;
     let selector = RedriveSelector {
         queue_name: req

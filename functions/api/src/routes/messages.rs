@@ -12,26 +12,29 @@ use shared::error::Code;
 use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
-    domain::{Message, MessageId, MessageStatus, Page, TenantId},
+    domain::{Message, MessageId, MessageStatus, Page},
     services::messages::{self, Accepted, PublishItem},
 };
 
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 
-use super::tenants::{MessagePath, PageQuery, TenantPath};
+use super::params::{MessageIdParam, MessagePath, PageQuery, TenantPath};
 use crate::{
     error::{ApiResult, ErrorBody, body_of},
-    extract::{Caller, JsonBody, PathParams, QueryParams},
+    extract::{JsonBody, PathParams, QueryParams},
+    route,
+    scope::TenantScope,
     state::ApiState,
 };
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(publish, list))
-        .routes(routes!(publish_batch))
-        .routes(routes!(show))
-        .routes(routes!(attempts))
+        .routes(route!(publish))
+        .routes(route!(list))
+        .routes(route!(publish_batch))
+        .routes(route!(show))
+        .routes(route!(attempts))
 }
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -43,10 +46,10 @@ pub(crate) struct PublishRequest {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
+    #[schema(schema_with = super::schemas::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::headers_schema)]
+    #[schema(schema_with = super::schemas::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
 }
 
@@ -58,16 +61,15 @@ pub(crate) struct PublishRequest {
     request_body = PublishRequest,
     responses((status = 202, description = "Stored and queued (or to be republished by the outbox relay)",
         body = Accepted, headers(("Idempotent-Replayed" = String,
-            description = "`true` when an earlier message with this key is returned")))))]
+            description = "`true` when an earlier message with this key is returned"))),
+        (status = 409, description = "The tenant is deactivated, or the key names another message"),
+        (status = 429, description = "Over the tenant's publish rate or backlog")))]
 async fn publish(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
     headers: HeaderMap,
     JsonBody(req): JsonBody<PublishRequest>,
 ) -> ApiResult<Response> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
@@ -108,10 +110,10 @@ pub(crate) struct BatchItem {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     queue_name: String,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::message_body_schema, required = true)]
+    #[schema(schema_with = super::schemas::message_body_schema, required = true)]
     message_body: Value,
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::headers_schema)]
+    #[schema(schema_with = super::schemas::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
     /// 1-255 visible ASCII characters.
     #[serde(default)]
@@ -145,15 +147,14 @@ pub(crate) enum BatchResult {
 /// Publish up to `MESSAGE_MAX_BATCH_ITEMS` messages; each item is accepted or rejected on its own.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/messages/batch", tag = "messages",
     params(TenantPath), request_body = BatchRequest,
-    responses((status = 202, description = "Per-item results", body = BatchResponse)))]
+    responses((status = 202, description = "Per-item results", body = BatchResponse),
+        (status = 409, description = "The tenant is deactivated"),
+        (status = 429, description = "Over the tenant's publish rate or backlog")))]
 async fn publish_batch(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     // Items that are not even the right shape get their error here; the rest go to the domain.
     let mut parse_errors: Vec<Option<Error>> = Vec::with_capacity(req.messages.len());
     let mut items = Vec::new();
@@ -235,12 +236,9 @@ pub(crate) struct ListQuery {
     responses((status = 200, description = "One page of messages", body = Page<Message>)))]
 async fn list(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(tenant): PathParams<String>,
+    TenantScope(tenant): TenantScope,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<Page<Message>>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let filter = MessageFilter {
         status: q.status.as_deref().map(str::parse).transpose()?,
         queue_name: q
@@ -263,11 +261,9 @@ async fn list(
     params(MessagePath), responses((status = 200, description = "The message", body = Message)))]
 async fn show(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams((tenant, id)): PathParams<(String, String)>,
+    TenantScope(tenant): TenantScope,
+    PathParams(MessageIdParam { message_id: id }): PathParams<MessageIdParam>,
 ) -> ApiResult<Json<Message>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let id: MessageId = id.parse()?;
     Ok(Json(messages::get(&s.ctx, tenant, id).await?))
 }
@@ -284,11 +280,9 @@ pub(crate) struct AttemptList {
     responses((status = 200, description = "The message's attempts", body = AttemptList)))]
 async fn attempts(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams((tenant, id)): PathParams<(String, String)>,
+    TenantScope(tenant): TenantScope,
+    PathParams(MessageIdParam { message_id: id }): PathParams<MessageIdParam>,
 ) -> ApiResult<Json<AttemptList>> {
-    let tenant: TenantId = tenant.parse()?;
-    caller.require_tenant(tenant)?;
     let id: MessageId = id.parse()?;
     // 404 for a message of another tenant, like any unknown id.
     messages::get(&s.ctx, tenant, id).await?;

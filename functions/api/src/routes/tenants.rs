@@ -2,25 +2,31 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::{
     db::control_state::Capacity,
-    domain::{Page, PageRequest, Tenant, TenantId, TenantName},
+    domain::{Page, Tenant, TenantName},
     services::limits::{self, LimitOverrides, LimitsView},
     services::tenants,
 };
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
+use super::params::{PageQuery, TenantPath};
 use crate::{
     error::ApiResult,
-    extract::{Caller, JsonBody, PathParams, QueryParams},
+    extract::{JsonBody, QueryParams},
+    route,
+    scope::{AdminScope, AdminTenantScope, TenantScope},
     state::ApiState,
 };
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, deactivate))
-        .routes(routes!(set_limits))
-        .routes(routes!(set_capacity, show_capacity))
+        .routes(route!(list))
+        .routes(route!(create))
+        .routes(route!(show))
+        .routes(route!(deactivate))
+        .routes(route!(set_limits))
+        .routes(route!(set_capacity))
+        .routes(route!(show_capacity))
 }
 
 /// A tenant with its limits in force and its current usage.
@@ -42,37 +48,16 @@ pub(crate) struct CreateTenant {
 
 /// Create a tenant.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, description = "The new tenant", body = Tenant)))]
+    responses((status = 201, description = "The new tenant", body = Tenant),
+        (status = 409, description = "A tenant of that name exists")))]
 async fn create(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
+    _: AdminScope,
     JsonBody(req): JsonBody<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    caller.require_admin()?;
     let name = TenantName::parse(&req.name)?;
     let tenant = tenants::create(&s.ctx, &name).await?;
     Ok((StatusCode::CREATED, Json(tenant)))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct PageQuery {
-    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
-    #[param(minimum = 1)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-impl PageQuery {
-    pub fn page(&self, s: &ApiState) -> shared::Result<PageRequest> {
-        PageRequest::parse(
-            self.limit,
-            self.cursor.as_deref(),
-            s.ctx.config.limits.max_page_size,
-        )
-    }
 }
 
 /// List tenants, newest first.
@@ -80,10 +65,9 @@ impl PageQuery {
     responses((status = 200, description = "One page of tenants", body = Page<Tenant>)))]
 async fn list(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
+    _: AdminScope,
     QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<Tenant>>> {
-    caller.require_admin()?;
     Ok(Json(tenants::list(&s.ctx, &q.page(&s)?).await?))
 }
 
@@ -92,11 +76,8 @@ async fn list(
     responses((status = 200, description = "The tenant, its limits in force, its own overrides and its usage", body = TenantView)))]
 async fn show(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(id): PathParams<String>,
+    TenantScope(id): TenantScope,
 ) -> ApiResult<Json<TenantView>> {
-    let id: TenantId = id.parse()?;
-    caller.require_tenant(id)?;
     let tenant = tenants::get(&s.ctx, id).await?;
     let limits = limits::view(&s.ctx, id).await?;
     Ok(Json(TenantView { tenant, limits }))
@@ -108,12 +89,9 @@ async fn show(
     responses((status = 200, description = "The tenant's limits now", body = LimitsView)))]
 async fn set_limits(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(id): PathParams<String>,
+    AdminTenantScope(id): AdminTenantScope,
     JsonBody(req): JsonBody<LimitOverrides>,
 ) -> ApiResult<Json<LimitsView>> {
-    caller.require_admin()?;
-    let id: TenantId = id.parse()?;
     Ok(Json(limits::set(&s.ctx, id, &req).await?))
 }
 
@@ -122,11 +100,8 @@ async fn set_limits(
     responses((status = 200, description = "The deactivated tenant", body = Tenant)))]
 async fn deactivate(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(id): PathParams<String>,
+    AdminTenantScope(id): AdminTenantScope,
 ) -> ApiResult<Json<Tenant>> {
-    caller.require_admin()?;
-    let id: TenantId = id.parse()?;
     Ok(Json(tenants::deactivate(&s.ctx, id).await?))
 }
 
@@ -147,12 +122,9 @@ pub(crate) struct CapacityRequest {
     responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
 async fn set_capacity(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(id): PathParams<String>,
+    AdminTenantScope(id): AdminTenantScope,
     JsonBody(req): JsonBody<CapacityRequest>,
 ) -> ApiResult<Json<Capacity>> {
-    caller.require_admin()?;
-    let id: TenantId = id.parse()?;
     Ok(Json(
         tenants::set_capacity(&s.ctx, id, req.reserved_concurrency).await?,
     ))
@@ -163,31 +135,7 @@ async fn set_capacity(
     responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
 async fn show_capacity(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
-    PathParams(id): PathParams<String>,
+    TenantScope(id): TenantScope,
 ) -> ApiResult<Json<Capacity>> {
-    let id: TenantId = id.parse()?;
-    caller.require_tenant(id)?;
     Ok(Json(tenants::capacity(&s.ctx, id).await?))
-}
-
-/// The `{tenant_id}` path parameter, for the document (handlers parse it themselves so that a
-/// malformed id gets its own error code).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub(crate) struct TenantPath {
-    /// The tenant's id (a UUID).
-    tenant_id: uuid::Uuid,
-}
-
-/// The `{tenant_id}` and `{message_id}` path parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub(crate) struct MessagePath {
-    /// The tenant's id (a UUID).
-    tenant_id: uuid::Uuid,
-    /// The message's id (a UUID).
-    message_id: uuid::Uuid,
 }
