@@ -2,12 +2,15 @@
 //! HTTP server outside it.
 
 mod app;
+pub mod cli;
 pub mod contract;
 pub mod error;
 pub mod extract;
+pub mod lambda;
 pub mod openapi;
 pub mod routes;
 pub mod scope;
+pub mod server;
 pub mod state;
 
 use axum::{

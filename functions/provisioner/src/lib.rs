@@ -3,4 +3,5 @@
 
 pub mod batch;
 pub mod jobs;
+pub mod lambda;
 pub mod local;

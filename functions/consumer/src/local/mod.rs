@@ -18,7 +18,49 @@ pub mod dispatch;
 pub mod event_source;
 mod mapping;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use shared::{
+    AppContext, Config,
+    delivery::{BatchHandler, Processor},
+};
+
+use dispatch::Dispatcher;
+use event_source::{EventSource, Options};
+
+/// Outside Lambda: creates and migrates the database, then runs the event source until SIGTERM
+/// or Ctrl-C. Each batch goes to the handler in process, or through the Lambda Invoke API when
+/// `CONSUMER_INVOKE_ENDPOINT` is set (the local Lambda loop).
+pub async fn run(config: Config, processor: Arc<dyn Processor>) -> anyhow::Result<()> {
+    shared::db::ensure_database(&config).await?;
+    shared::db::migrate(&config).await?;
+    let ctx = AppContext::new(config, "consumer")?;
+    let consumer = &ctx.config.consumer;
+    let dispatcher = match &consumer.invoke_endpoint {
+        Some(endpoint) => {
+            tracing::info!(%endpoint, function = %consumer.function_name,
+                "invoking the consumer function through the Lambda Invoke API");
+            Dispatcher::invoke(endpoint, &consumer.function_name)?
+        }
+        None => Dispatcher::InProcess(Arc::new(BatchHandler::new(ctx.clone(), processor))),
+    };
+    if ctx.config.metrics_enabled {
+        crate::observability::serve(ctx.clone()).await?;
+    }
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shared::shutdown::signal().await;
+        let _ = stop.send(true);
+    });
+    EventSource::new(ctx.clone(), dispatcher, Options::from_config(&ctx.config))
+        .run(stop_rx)
+        .await;
+    shared::shutdown::close(&ctx).await;
+    Ok(())
+}
 
 /// What the local event source counts that has no place in an invocation.
 #[derive(Debug, Default)]

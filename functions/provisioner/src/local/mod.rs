@@ -1,12 +1,38 @@
 //! What plays the provisioner's AWS triggers outside AWS, for the local Lambda loop: the SQS
-//! event source mapping on the control queue and the relay schedule (`trigger`).
+//! event source mapping on the control queue and the relay schedule (`trigger`), and the
+//! in-process mode the function runs in outside Lambda ([`run`]).
 
 pub mod trigger;
 
 use anyhow::Context as _;
-use shared::AppContext;
+use shared::{AppContext, Config, control_plane::Job};
 
 pub use trigger::LocalTrigger;
+
+use crate::jobs::Provisioner;
+
+/// Outside Lambda, after creating and migrating the database: `run '<job json>'` executes one
+/// job; `trigger ...` plays the function's AWS triggers (below); no arguments runs the outbox
+/// relay on its interval.
+pub async fn run(config: Config, args: &[String]) -> anyhow::Result<()> {
+    shared::db::ensure_database(&config).await?;
+    shared::db::migrate(&config).await?;
+    let ctx = AppContext::new(config, "provisioner")?;
+    match args {
+        [cmd, job] if cmd == "run" => {
+            let job: Job = serde_json::from_str(job)?;
+            Provisioner::from_env(ctx).await.run(&job).await
+        }
+        [cmd, rest @ ..] if cmd == "trigger" => trigger(&ctx, rest).await,
+        [] => {
+            shared::outbox::relay::spawn(ctx).await?;
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "usage: provisioner [run '<job json>' | trigger [--invoke <url>] [--function <name>]]"
+        ),
+    }
+}
 
 /// `provisioner trigger [--invoke <url>] [--function <name>]`: invokes the provisioner function
 /// through the Lambda Invoke API for each control-queue batch and on the relay's interval,
