@@ -17,14 +17,14 @@ test-integration: ## Integration tests only
 	scripts/test.sh --test it
 
 test-lambda-loop: ## The functions under cargo lambda watch: fixture events and the end-to-end loop
-	scripts/test.sh -p provisioner --test lambda_loop
+	scripts/test.sh -p system-tests --test lambda_loop
 
-test-coverage: ## Line coverage (cargo-tarpaulin, installed if missing); skips the tests that spawn and trace whole binaries
+test-coverage: ## Line coverage (cargo-tarpaulin, installed if missing); leaves out the system tests, which spawn and trace whole binaries
 	command -v cargo-tarpaulin >/dev/null || cargo install --locked cargo-tarpaulin
 	scripts/services.sh
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_test} \
-	  cargo tarpaulin --workspace --skip-clean --timeout 300 --target-dir target/coverage --out Stdout \
-	    -- --skip observability:: --skip a_short_drain --skip under_cargo_lambda_watch --skip api_function_broker_consumer_function
+	  cargo tarpaulin --workspace --exclude system-tests --skip-clean --timeout 300 --target-dir target/coverage --out Stdout \
+	    -- --skip a_short_drain
 
 migrate-up: ## Create the database if needed and apply migrations
 	scripts/services.sh

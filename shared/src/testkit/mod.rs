@@ -13,6 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use tokio::{
@@ -21,7 +22,13 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{AppContext, Config};
+use serde_json::Value;
+
+use crate::{
+    AppContext, Config,
+    domain::{Message, MessageId, MessageStatus, TenantId, TenantName},
+    services::messages::PublishItem,
+};
 
 /// The test database (`TEST_DATABASE_URL`, default `msgsvc_test` on the local server).
 pub fn test_config() -> Config {
@@ -125,4 +132,50 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.accept.abort();
     }
+}
+
+/// The consumer tests' configuration: batches of 20 with a 30 ms window, a fast config poll and
+/// a 5 s processing timeout.
+pub fn consumer_config() -> Config {
+    let mut c = test_config();
+    c.consumer.batch_size = 20;
+    c.consumer.batch_window = Duration::from_millis(30);
+    c.consumer.config_poll_interval = Duration::from_millis(200);
+    c.consumer.processing_timeout = Duration::from_secs(5);
+    c
+}
+
+/// A context on [`consumer_config`], with tracing set up.
+pub async fn consumer_context() -> AppContext {
+    let config = consumer_config();
+    crate::observability::telemetry::init(&config);
+    context(config, "consumer-test").await
+}
+
+/// A new tenant with a unique name.
+pub async fn tenant(ctx: &AppContext) -> TenantId {
+    let name = TenantName::parse(&unique("tenant")).unwrap();
+    crate::services::tenants::create(ctx, &name)
+        .await
+        .unwrap()
+        .id
+}
+
+/// Publishes one message and checks it reached the broker.
+pub async fn publish(ctx: &AppContext, t: TenantId, queue: &str, body: Value) -> MessageId {
+    let item = PublishItem {
+        queue_name: queue.into(),
+        message_body: body,
+        headers: None,
+        idempotency_key: None,
+    };
+    let accepted = crate::services::messages::publish(ctx, t, item)
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, MessageStatus::Queued);
+    accepted.id
+}
+
+pub async fn message(ctx: &AppContext, t: TenantId, id: MessageId) -> Message {
+    crate::services::messages::get(ctx, t, id).await.unwrap()
 }

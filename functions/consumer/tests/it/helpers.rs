@@ -12,38 +12,26 @@ use consumer::local::{
     dispatch::Dispatcher,
     event_source::{EventSource, Options},
 };
-use serde_json::Value;
+
 use shared::{
     AppContext, Config,
     delivery::BatchHandler,
     delivery::{Outcome, Processor, Task},
-    domain::{ConsumerConfigUpdate, Message, MessageId, MessageStatus, TenantId, TenantName},
+    domain::{ConsumerConfigUpdate, MessageId, MessageStatus, TenantId},
     services::messages::{self, PublishItem},
     testkit,
 };
 use tokio::{sync::watch, task::JoinHandle};
 
+pub use shared::testkit::{message, publish, tenant};
+
+/// The consumer tests' configuration: small batches, short windows.
 pub fn config() -> Config {
-    let mut c = testkit::test_config();
-    c.consumer.batch_size = 20;
-    c.consumer.batch_window = Duration::from_millis(30);
-    c.consumer.config_poll_interval = Duration::from_millis(200);
-    c.consumer.processing_timeout = Duration::from_secs(5);
-    c
+    testkit::consumer_config()
 }
 
 pub async fn context() -> AppContext {
-    let config = config();
-    shared::observability::telemetry::init(&config);
-    testkit::context(config, "consumer-test").await
-}
-
-pub async fn tenant(ctx: &AppContext) -> TenantId {
-    let name = TenantName::parse(&testkit::unique("tenant")).unwrap();
-    shared::services::tenants::create(ctx, &name)
-        .await
-        .unwrap()
-        .id
+    testkit::consumer_context().await
 }
 
 pub async fn configure(
@@ -70,18 +58,6 @@ pub async fn configure(
         .unwrap();
 }
 
-pub async fn publish(ctx: &AppContext, t: TenantId, queue: &str, body: Value) -> MessageId {
-    let item = PublishItem {
-        queue_name: queue.into(),
-        message_body: body,
-        headers: None,
-        idempotency_key: None,
-    };
-    let accepted = messages::publish(ctx, t, item).await.unwrap();
-    assert_eq!(accepted.status, MessageStatus::Queued);
-    accepted.id
-}
-
 pub async fn publish_many(ctx: &AppContext, t: TenantId, queue: &str, n: usize) -> Vec<MessageId> {
     let items = (0..n)
         .map(|i| PublishItem {
@@ -97,10 +73,6 @@ pub async fn publish_many(ctx: &AppContext, t: TenantId, queue: &str, n: usize) 
         .into_iter()
         .map(|r| r.unwrap().id)
         .collect()
-}
-
-pub async fn message(ctx: &AppContext, t: TenantId, id: MessageId) -> Message {
-    messages::get(ctx, t, id).await.unwrap()
 }
 
 /// Waits until every message reached `status`; panics with the stragglers after `timeout`.

@@ -8,7 +8,5 @@ mod events;
 mod helpers;
 mod isolation;
 mod kill;
-mod observability;
-mod processes;
 mod retries;
 mod webhook;

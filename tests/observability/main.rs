@@ -16,7 +16,9 @@ use shared::{
 };
 use tokio::{io::AsyncBufReadExt, sync::Mutex};
 
-use crate::processes::{spawn, wait_http};
+use system_tests::processes::{spawn, wait_http};
+
+mod helpers;
 use shared::testkit::free_port;
 
 /// Prometheus text as `series -> value` (series include their labels).
@@ -373,8 +375,10 @@ async fn a_lambda_invocation_writes_an_emf_document_to_stdout() {
     let t = crate::helpers::tenant(&ctx).await;
     let id = crate::helpers::publish(&ctx, t, "emf", json!({"n": 1})).await;
     let queue = shared::broker::QueueRef::new(t, shared::domain::QueueName::parse("emf").unwrap());
-    let mut event: Value =
-        serde_json::from_str(include_str!("../fixtures/aws-rmq-event.json")).unwrap();
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../functions/consumer/tests/fixtures/aws-rmq-event.json"
+    ))
+    .unwrap();
     let mut messages = event["rmqMessagesByQueue"]["test::/"].take();
     messages[0]["basicProperties"]["messageId"] = json!(id.to_string());
     event["rmqMessagesByQueue"] =
@@ -407,7 +411,7 @@ async fn a_lambda_invocation_writes_an_emf_document_to_stdout() {
         ),
         ("LOG_LEVEL", "info".into()),
     ];
-    let mut cmd = tokio::process::Command::new(crate::processes::workspace_bin("consumer"));
+    let mut cmd = tokio::process::Command::new(system_tests::bin("consumer"));
     cmd.env("DATABASE_URL", &ctx.config.database_url)
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
         .stdout(Stdio::piped())

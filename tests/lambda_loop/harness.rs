@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
@@ -12,14 +12,7 @@ use std::{
 
 use serde_json::Value;
 use shared::{Config, testkit::free_port};
-
-pub fn root() -> &'static Path {
-    // functions/provisioner -> the workspace root
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-}
+pub use system_tests::{bin, root};
 
 pub fn localstack() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
@@ -60,21 +53,6 @@ fn cargo_lambda_dir() -> &'static str {
         assert!(out.status.success(), "cannot install cargo-lambda: {out:?}");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     })
-}
-
-/// A workspace binary, built first if needed.
-pub fn bin(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root())
-        .args(["build", "--quiet", "-p", name, "--bin", name])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --bin {name} failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    target.join("debug").join(name)
 }
 
 /// A process group; dropping it terminates the whole group.

@@ -1,25 +1,37 @@
 //! Running the workspace's function binaries as real processes.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use tokio::process::{Child, Command};
 
-/// The path of a workspace binary, built first if needed (a no-op when it is fresh).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
+/// The workspace root.
+pub fn root() -> &'static Path {
+    // tests/ -> the workspace root
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// A workspace binary, built first if needed (a no-op when it is fresh).
+pub fn bin(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
+        .current_dir(root())
         .args(["build", "--quiet", "-p", name, "--bin", name])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --bin {name} failed");
-    dir.join(name)
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    target.join("debug").join(name)
 }
 
 /// Starts a binary with the test database and the given environment.
 pub fn spawn(bin: &str, db_url: &str, env: &[(&str, String)], stdout: Stdio) -> Child {
-    let mut cmd = Command::new(workspace_bin(bin));
+    let mut cmd = Command::new(self::bin(bin));
     cmd.env("DATABASE_URL", db_url)
         .env("LOG_LEVEL", "warn")
         .env("SERVER_HOST", "127.0.0.1")

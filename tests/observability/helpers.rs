@@ -1,0 +1,3 @@
+pub use shared::testkit::{
+    consumer_config as config, consumer_context as context, message, publish, tenant,
+};
