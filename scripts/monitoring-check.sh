@@ -15,7 +15,7 @@ if ! command -v prometheus >/dev/null; then
     echo "prometheus is not installed (apt-get install prometheus)" >&2; exit 1
   fi
 fi
-cargo build --quiet --bins
+cargo build --quiet --workspace --bins
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api_port=$(free_port); consumer_port=$(free_port); prom_port=$(free_port)

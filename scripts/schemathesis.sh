@@ -22,7 +22,7 @@ export LOG_LEVEL="${LOG_LEVEL:-warn}" LOG_FORMAT=json
 
 scripts/services.sh
 st="$(scripts/pytool.sh schemathesis 3.11 'schemathesis==4.32.*')"
-cargo build -q -p api --bin api
+cargo build -q --workspace --bins  # the same build as make run and the system tests
 
 work="$(mktemp -d)"
 # The broker queues of this database's tenants are ours: delete them before and after.

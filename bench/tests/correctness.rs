@@ -42,10 +42,11 @@ async fn completion_counts_exactly_and_reads_real_timestamps() {
 
 #[tokio::test]
 async fn a_short_drain_completes_every_message_it_published() {
-    // The scenario runs the real API and consumer binaries of this build.
+    // The scenario runs the real API and consumer binaries of this build (built as `make run`
+    // and the system tests build them, so all share one feature set and one build).
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "api", "-p", "consumer", "--bins"])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .status()
         .unwrap();
     assert!(built.success());

@@ -62,15 +62,31 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn spawn(name: &str, mut cmd: Command) -> Self {
-        use std::os::unix::process::CommandExt;
+    pub fn spawn(name: &str, cmd: Command) -> Self {
         let log = std::env::temp_dir().join(format!(
             "{}.log",
             shared::testkit::unique(&format!("lambda-loop-{name}"))
         ));
-        let file = File::create(&log).unwrap();
+        Self::spawn_logging_to(name, cmd, log)
+    }
+
+    /// Like [`Group::spawn`], appending to an existing log (the function processes write into
+    /// the watch's log, as they would if cargo lambda watch had started them).
+    pub fn spawn_logging_to(name: &str, mut cmd: Command, log: PathBuf) -> Self {
+        use std::os::unix::process::CommandExt;
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        // A process the test starts is outside Lambda unless the test says otherwise.
+        if !cmd
+            .get_envs()
+            .any(|(k, v)| k == "AWS_LAMBDA_RUNTIME_API" && v.is_some())
+        {
+            cmd.env_remove("AWS_LAMBDA_RUNTIME_API");
+        }
         cmd.process_group(0)
-            .env_remove("AWS_LAMBDA_RUNTIME_API")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
@@ -106,12 +122,23 @@ impl Drop for Group {
     }
 }
 
-/// `cargo lambda watch` serving api, consumer and provisioner on a port of its own.
+/// `cargo lambda watch` serving the Lambda Runtime and Invoke APIs and its function router, with
+/// one process of each function (api, consumer, provisioner) polling it, as Lambda runs them.
+///
+/// The functions are this build's binaries, started by the harness (`--only-lambda-apis`, each
+/// with `AWS_LAMBDA_RUNTIME_API` at cargo lambda's `/.rt/<function>`), rather than built by cargo
+/// lambda watch: it builds each function as its own package, so with features resolved for that
+/// package alone, which rebuilt most of the dependency graph three times per test run. What
+/// the tests exercise is the same: cargo lambda's runtime API, invoke API and router.
 pub struct Watch {
     pub url: String,
+    // Dropped first: the functions end before the runtime API they poll.
+    _functions: Vec<Group>,
     pub group: Group,
     http: reqwest::Client,
 }
+
+pub const FUNCTIONS: [&str; 3] = ["api", "consumer", "provisioner"];
 
 impl Watch {
     pub fn start(env: &[(&'static str, String)]) -> Self {
@@ -126,21 +153,47 @@ impl Watch {
                     std::env::var("PATH").unwrap_or_default()
                 ),
             )
-            .args(["lambda", "watch", "--ignore-changes", "--invoke-address"])
+            .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address"])
             .args(["127.0.0.1", "--invoke-port", &port.to_string()])
-            .args(["--concurrency", "4"])
             .envs(env.iter().map(|(k, v)| (k, v)));
+        let mut group = Group::spawn("cargo-lambda-watch", cmd);
+        // A runtime that cannot reach its API at start exits, so the API comes first.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                group.is_running() && Instant::now() < deadline,
+                "cargo lambda watch never listened:\n{}",
+                group.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let functions = FUNCTIONS
+            .iter()
+            .map(|name| {
+                let mut cmd = Command::new(bin(name));
+                cmd.current_dir(root())
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .env(
+                        "AWS_LAMBDA_RUNTIME_API",
+                        format!("http://127.0.0.1:{port}/.rt/{name}"),
+                    )
+                    .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096");
+                Group::spawn_logging_to(name, cmd, group.log.clone())
+            })
+            .collect();
         Self {
             url: format!("http://127.0.0.1:{port}"),
-            group: Group::spawn("cargo-lambda-watch", cmd),
+            _functions: functions,
+            group,
             http: reqwest::Client::new(),
         }
     }
 
-    /// Waits until the API function answers its health check through the watch router. The
-    /// first request builds the function, which can take minutes on a cold target directory.
+    /// Waits until the API function answers its health check through the watch router.
     pub async fn wait_for_api(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(900);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let health = self.http.get(format!("{}/health", self.url)).send().await;
             if health.is_ok_and(|r| r.status().is_success()) {

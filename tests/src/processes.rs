@@ -3,6 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -14,15 +15,21 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// A workspace binary, built first if needed (a no-op when it is fresh).
+/// A workspace binary of this build. The first call builds every binary of the workspace at
+/// once (a no-op when they are fresh): one command, so one feature set, for every process a
+/// system test starts, rather than a build per package with features resolved for that package
+/// alone (each of those rebuilds most of the dependency graph).
 pub fn bin(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root())
-        .args(["build", "--quiet", "-p", name, "--bin", name])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --bin {name} failed");
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace --bins failed");
+    });
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target"));
