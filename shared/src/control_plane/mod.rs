@@ -74,7 +74,7 @@ pub async fn execute(ctx: &AppContext, apply: &dyn Apply, job: &Job) -> anyhow::
         }
         Job::ScaleTenant { tenant_id } => apply.scale_tenant(*tenant_id).await,
         Job::DeleteTenant { tenant_id } => apply.delete_tenant(*tenant_id).await,
-        Job::Relay => crate::outbox::relay::run_once(ctx)
+        Job::Relay => crate::outbox::relay::tick(ctx)
             .await
             .map(|_| ())
             .map_err(Into::into),

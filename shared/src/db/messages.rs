@@ -38,6 +38,56 @@ pub(crate) fn from_row(row: &Row) -> Message {
     }
 }
 
+// The statements of the message path, public so that the plan test (shared/tests/plans.rs)
+// can check how PostgreSQL runs them.
+
+/// `pending -> queued` for `($1 ids, $2 tenants)`; see [`mark_queued`].
+pub const MARK_QUEUED: &str = "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
+             WHERE id IN (SELECT m.id FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tenant_id)
+                                            ORDER BY id) u
+                          CROSS JOIN LATERAL (SELECT id FROM messages
+                              WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'pending'
+                              FOR UPDATE SKIP LOCKED) m)";
+
+/// Claims `$3` ids of tenant `$1`'s queue `$2` for a lease of `$4` seconds; see [`claim`].
+pub const CLAIM: &str = "WITH claimed AS (
+                 UPDATE messages SET status = 'processing', attempts = attempts + 1,
+                     total_attempts = total_attempts + 1,
+                     locked_until = now() + make_interval(secs => $4), updated_at = now()
+                 FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
+                       CROSS JOIN LATERAL (SELECT id FROM messages
+                           WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
+                 WHERE messages.id = locked.id
+                   AND (messages.status IN ('pending', 'queued')
+                        OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
+                        OR (messages.status = 'processing' AND messages.locked_until < now()))
+                 RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
+                     messages.headers, messages.created_at),
+             abandoned AS (
+                 UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
+                     error = 'the worker stopped or timed out before settling'
+                 WHERE message_id IN (SELECT id FROM claimed) AND finished_at IS NULL),
+             started AS (
+                 INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name)
+                 SELECT id, total_attempts, $1, $2 FROM claimed)
+             SELECT * FROM claimed";
+
+/// Completes `($1 ids, $2 tenants, $3 attempt numbers)`; see [`complete_many`].
+pub const COMPLETE: &str = "WITH locked AS (
+                 SELECT m.id, u.n FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])
+                                        AS u(id, tenant_id, n) ORDER BY id) u
+                 CROSS JOIN LATERAL (SELECT id FROM messages
+                     WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'processing'
+                       AND total_attempts = u.n FOR UPDATE) m),
+             done AS (
+                 UPDATE messages SET status = 'completed', updated_at = now(), locked_until = NULL,
+                     next_attempt_at = NULL, completed_at = now()
+                 FROM locked WHERE messages.id = locked.id
+                 RETURNING messages.id, locked.n)
+             UPDATE message_attempts a SET finished_at = now(), outcome = 'completed'
+             FROM done WHERE a.message_id = done.id AND a.attempt = done.n
+             RETURNING a.message_id";
+
 /// Inserts the messages as `pending` in one statement, only while the tenant is active.
 /// Messages whose idempotency key the tenant already used are not inserted; their ids are
 /// absent from the returned list (as are all of them for an inactive or unknown tenant).
@@ -101,12 +151,7 @@ pub async fn mark_queued(pool: &Pool, pairs: &[(TenantId, Uuid)]) -> Result<u64>
             // Looked up id by id (LATERAL), so the plan never scans a tenant's other rows,
             // however many are pending; rows a consumer holds are skipped (it moves them on
             // itself), so publishing never waits on, or deadlocks with, a consumer.
-            "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
-             WHERE id IN (SELECT m.id FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tenant_id)
-                                            ORDER BY id) u
-                          CROSS JOIN LATERAL (SELECT id FROM messages
-                              WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'pending'
-                              FOR UPDATE SKIP LOCKED) m)",
+            MARK_QUEUED,
         )
         .await?;
     Ok(client.execute(&stmt, &[&ids, &tenants]).await?)
@@ -292,27 +337,7 @@ pub async fn claim(
         .prepare_cached(
             // Rows are locked id by id in id order (one lock order for every writer), and
             // looked up by primary key (LATERAL), so a large backlog is never scanned.
-            "WITH claimed AS (
-                 UPDATE messages SET status = 'processing', attempts = attempts + 1,
-                     total_attempts = total_attempts + 1,
-                     locked_until = now() + make_interval(secs => $4), updated_at = now()
-                 FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
-                       CROSS JOIN LATERAL (SELECT id FROM messages
-                           WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
-                 WHERE messages.id = locked.id
-                   AND (messages.status IN ('pending', 'queued')
-                        OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
-                        OR (messages.status = 'processing' AND messages.locked_until < now()))
-                 RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
-                     messages.headers, messages.created_at),
-             abandoned AS (
-                 UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
-                     error = 'the worker stopped or timed out before settling'
-                 WHERE message_id IN (SELECT id FROM claimed) AND finished_at IS NULL),
-             started AS (
-                 INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name)
-                 SELECT id, total_attempts, $1, $2 FROM claimed)
-             SELECT * FROM claimed",
+            CLAIM,
         )
         .await?;
     let rows = client
@@ -433,20 +458,7 @@ pub async fn complete_many(
     let stmt = client
         .prepare_cached(
             // Rows are locked in id order, like every other writer's.
-            "WITH locked AS (
-                 SELECT m.id, u.n FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])
-                                        AS u(id, tenant_id, n) ORDER BY id) u
-                 CROSS JOIN LATERAL (SELECT id FROM messages
-                     WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'processing'
-                       AND total_attempts = u.n FOR UPDATE) m),
-             done AS (
-                 UPDATE messages SET status = 'completed', updated_at = now(), locked_until = NULL,
-                     next_attempt_at = NULL, completed_at = now()
-                 FROM locked WHERE messages.id = locked.id
-                 RETURNING messages.id, locked.n)
-             UPDATE message_attempts a SET finished_at = now(), outcome = 'completed'
-             FROM done WHERE a.message_id = done.id AND a.attempt = done.n
-             RETURNING a.message_id",
+            COMPLETE,
         )
         .await?;
     let rows = client.query(&stmt, &[&ids, &tenants, &numbers]).await?;

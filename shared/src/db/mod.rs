@@ -12,6 +12,7 @@ pub mod group_commit;
 pub mod limits;
 pub mod messages;
 pub mod queue_stats;
+pub mod statistics;
 pub mod tenants;
 pub mod tls;
 pub mod unmapped;
@@ -36,7 +37,9 @@ pub fn pool(config: &Config) -> anyhow::Result<Pool> {
     cfg.url = Some(config.database_url.clone());
     // Every prepared statement here is keyed by primary or unique keys (LATERAL lookups for
     // id arrays), so one generic plan fits all executions; without this PostgreSQL re-plans
-    // array-parameter statements on every call. Left alone when the URL sets its own options.
+    // array-parameter statements on every call. A plan is re-made when the statistics of a
+    // table it reads change, which `statistics::refresh` sees to while tables are young. Left
+    // alone when the URL sets its own options.
     if !config.database_url.contains("options=") {
         cfg.options = Some("-c plan_cache_mode=force_generic_plan".into());
     }

@@ -56,14 +56,23 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     })
 }
 
-/// Runs the relay every `RELAY_INTERVAL` until the task is dropped.
+/// The maintenance tick: one relay sweep, and planner statistics for young tables (see
+/// `db::statistics`). The relay's schedule runs it in AWS, [`spawn`] outside Lambda.
+pub async fn tick(ctx: &AppContext) -> Result<RelayReport> {
+    if let Err(e) = db::statistics::refresh(&ctx.db).await {
+        tracing::warn!(error = %e, "planner statistics not refreshed");
+    }
+    run_once(ctx).await
+}
+
+/// Runs the maintenance tick every `RELAY_INTERVAL` until the task is dropped.
 pub fn spawn(ctx: AppContext) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ctx.config.relay.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = tokio::time::interval(ctx.config.relay.interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            if let Err(e) = run_once(&ctx).await {
+            every.tick().await;
+            if let Err(e) = tick(&ctx).await {
                 tracing::warn!(error = %e, "outbox relay sweep failed; will retry");
             }
         }
