@@ -1,11 +1,14 @@
 //! `make bench`: runs every scenario against this machine's PostgreSQL and RabbitMQ with the
 //! release binaries, prints the tables, and writes docs/benchmarks.json and the results part of
-//! docs/BENCHMARKS.md. `--quick` shortens every phase (a smoke run).
+//! docs/BENCHMARKS.md. Every scenario runs twice: on a database the run has just created (what a
+//! new deployment sees) and on the same database once it holds that data. `--quick` shortens
+//! every phase (a smoke run).
 
 use std::path::PathBuf;
 
 use bench::{
-    report::{Machine, Report, splice},
+    database,
+    report::{Machine, Pass, Report, splice},
     scenarios::{self, Bench},
     startup,
 };
@@ -17,10 +20,13 @@ async fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(std::env::var("BENCH_OUT").unwrap_or_else(|_| "docs".into()));
     let mut config = Config::from_env()?;
     if std::env::var("DATABASE_URL").is_err() {
-        config.database_url = "postgres://postgres@127.0.0.1:5432/msgsvc_bench".into();
+        config.database_url = format!("postgres://postgres@127.0.0.1:5432/{}", database::PREFIX);
     }
     shared::observability::telemetry::init(&config);
 
+    // A database created now, as a new deployment's is: the first pass runs on it as it is,
+    // the second on the same database once it holds the first pass's data.
+    database::drop_bench_database(&config).await?;
     let mut b = Bench::start(config.clone(), quick).await?;
     let machine = machine(&b).await;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("drain") {
@@ -29,35 +35,27 @@ async fn main() -> anyhow::Result<()> {
         b.finish().await;
         return Ok(());
     }
-    eprintln!("single publish: API against the raw baseline");
-    let publish = scenarios::publish_curve(&mut b, &[1, 4, 16, 64]).await?;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("publish") {
-        for p in &publish {
-            println!(
-                "c={} raw={:.0}/s api={:.0}/s ratio={:.0}%",
-                p.concurrency,
-                p.raw.throughput,
-                p.api.throughput,
-                p.ratio * 100.0
-            );
+        for pass in ["new database", "warm database"] {
+            let state = database::describe(&database::table_stats(&b.ctx.db).await?);
+            for p in scenarios::publish_curve(&mut b, &[1, 4, 16, 64]).await? {
+                println!(
+                    "{pass}: c={} raw={:.0}/s api={:.0}/s ratio={:.0}% ({state})",
+                    p.concurrency,
+                    p.raw.throughput,
+                    p.api.throughput,
+                    p.ratio * 100.0
+                );
+            }
         }
         b.finish().await;
         return Ok(());
     }
-    let peak = publish.iter().map(|p| p.api.throughput).fold(0.0, f64::max);
-    eprintln!("half-peak latency at {:.0}/s", peak / 2.0);
-    let half_peak = scenarios::publish_at_rate(&mut b, peak / 2.0).await?;
-    eprintln!("batch publish");
-    let batch_100 = scenarios::batch(&mut b, 100).await?;
-    let batch_1000 = scenarios::batch(&mut b, 1000).await?;
-    let backlog = if quick { 5_000 } else { 50_000 };
-    eprintln!("end to end: draining {backlog}");
-    let drain = scenarios::drain(&mut b, backlog).await?;
     let steady_rate = 500.0;
-    eprintln!("end to end at {steady_rate}/s");
-    let steady = scenarios::steady(&mut b, steady_rate).await?;
-    eprintln!("noisy neighbour");
-    let neighbours = scenarios::noisy_neighbour(&mut b, if quick { 5_000 } else { 30_000 }).await?;
+    eprintln!("pass 1: the database the run just created");
+    let new_database = pass(&mut b, steady_rate).await?;
+    eprintln!("pass 2: the same database, holding pass 1's data");
+    let warm = pass(&mut b, steady_rate).await?;
     b.finish().await;
     eprintln!("function start");
     let mut starts = Vec::new();
@@ -68,14 +66,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut report = Report {
         machine,
-        publish,
-        half_peak,
-        batch_100,
-        batch_1000,
-        drain,
-        steady,
+        new_database,
+        warm,
         steady_rate,
-        neighbours,
         starts,
         targets: Vec::new(),
     };
@@ -96,6 +89,39 @@ async fn main() -> anyhow::Result<()> {
         out.join("benchmarks.json").display()
     );
     Ok(())
+}
+
+/// Every scenario once, on the database as it is now.
+async fn pass(b: &mut Bench, steady_rate: f64) -> anyhow::Result<Pass> {
+    let before = database::table_stats(&b.ctx.db).await?;
+    eprintln!("  statistics: {}", database::describe(&before));
+    eprintln!("  single publish: API against the raw baseline");
+    let publish = scenarios::publish_curve(b, &[1, 4, 16, 64]).await?;
+    let peak = publish.iter().map(|p| p.api.throughput).fold(0.0, f64::max);
+    eprintln!("  half-peak latency at {:.0}/s", peak / 2.0);
+    let half_peak = scenarios::publish_at_rate(b, peak / 2.0).await?;
+    eprintln!("  batch publish");
+    let batch_100 = scenarios::batch(b, 100).await?;
+    let batch_1000 = scenarios::batch(b, 1000).await?;
+    let backlog = if b.quick { 5_000 } else { 50_000 };
+    eprintln!("  end to end: draining {backlog}");
+    let drain = scenarios::drain(b, backlog).await?;
+    eprintln!("  end to end at {steady_rate}/s");
+    let steady = scenarios::steady(b, steady_rate).await?;
+    eprintln!("  noisy neighbour");
+    let neighbours = scenarios::noisy_neighbour(b, if b.quick { 5_000 } else { 30_000 }).await?;
+    let after = database::table_stats(&b.ctx.db).await?;
+    Ok(Pass {
+        before,
+        after,
+        publish,
+        half_peak,
+        batch_100,
+        batch_1000,
+        drain,
+        steady,
+        neighbours,
+    })
 }
 
 async fn machine(b: &Bench) -> Machine {
