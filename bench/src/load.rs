@@ -15,7 +15,27 @@ pub struct Run {
     /// Items done (a batch op counts its messages).
     pub items: usize,
     pub errors: usize,
+    /// The first error, to say what went wrong.
+    pub first_error: Option<String>,
     pub wall: Duration,
+}
+
+impl Run {
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
+
+    /// Fails the scenario if any call failed, naming the first error.
+    pub fn ensure_ok(&self, what: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.errors == 0,
+            "{what}: {} errors, the first: {}",
+            self.errors,
+            self.first_error.as_deref().unwrap_or("")
+        );
+        Ok(())
+    }
 }
 
 /// `concurrency` workers call `op` back to back for `duration`. `op` returns how many items it
@@ -41,13 +61,16 @@ where
                             local.latencies.push(t.elapsed());
                             local.items += n;
                         }
-                        Err(_) => local.errors += 1,
+                        Err(e) => local.error(format!("{e:#}")),
                     }
                 }
                 let mut r = run.lock().await;
                 r.latencies.extend(local.latencies);
                 r.items += local.items;
                 r.errors += local.errors;
+                if r.first_error.is_none() {
+                    r.first_error = local.first_error;
+                }
             })
         })
         .collect();
@@ -86,7 +109,8 @@ where
                 run.latencies.push(lat);
                 run.items += n;
             }
-            _ => run.errors += 1,
+            Ok(Err(e)) => run.error(format!("{e:#}")),
+            Err(e) => run.error(e.to_string()),
         }
     }
     run.wall = start.elapsed();

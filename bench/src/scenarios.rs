@@ -215,7 +215,7 @@ async fn raw_op(
         }
     })
     .await;
-    anyhow::ensure!(run.errors == 0, "raw baseline: {} errors", run.errors);
+    run.ensure_ok("raw baseline")?;
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
@@ -236,11 +236,13 @@ fn publish_fn(
         let req = http.post(&url).bearer_auth(&token).json(&body);
         Box::pin(async move {
             let resp = req.send().await?;
-            anyhow::ensure!(
-                resp.status() == reqwest::StatusCode::ACCEPTED,
-                "publish: {}",
-                resp.status()
-            );
+            let status = resp.status();
+            if status != reqwest::StatusCode::ACCEPTED {
+                anyhow::bail!(
+                    "publish: {status} {}",
+                    resp.text().await.unwrap_or_default()
+                );
+            }
             Ok(1)
         })
     }
@@ -248,7 +250,7 @@ fn publish_fn(
 
 async fn api_op(b: &Bench, tenant: TenantId, concurrency: usize) -> anyhow::Result<Summary> {
     let run = load::closed_loop(concurrency, b.secs(4.0), publish_fn(b, tenant, "bench")).await;
-    anyhow::ensure!(run.errors == 0, "API publish: {} errors", run.errors);
+    run.ensure_ok("API publish")?;
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
@@ -256,7 +258,7 @@ async fn api_op(b: &Bench, tenant: TenantId, concurrency: usize) -> anyhow::Resu
 pub async fn publish_at_rate(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     let tenant = b.tenant("bench", 1).await?;
     let run = load::open_loop(rate, b.secs(4.0), publish_fn(b, tenant, "bench")).await;
-    anyhow::ensure!(run.errors == 0, "publish at rate: {} errors", run.errors);
+    run.ensure_ok("publish at rate")?;
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
@@ -286,7 +288,7 @@ pub async fn batch(b: &mut Bench, size: usize) -> anyhow::Result<Summary> {
         }
     })
     .await;
-    anyhow::ensure!(run.errors == 0, "batch: {} errors", run.errors);
+    run.ensure_ok("batch")?;
     Ok(summarize(run.latencies, run.items, run.wall))
 }
 
@@ -337,7 +339,7 @@ pub async fn steady(b: &mut Bench, rate: f64) -> anyhow::Result<Summary> {
     let mut consumer = b.consumer(&[tenant])?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let run = load::open_loop(rate, b.secs(5.0), publish_fn(b, tenant, "steady")).await;
-    anyhow::ensure!(run.errors == 0, "steady: {} publish errors", run.errors);
+    run.ensure_ok("steady")?;
     e2e::wait_completed(
         &b.ctx.db,
         tenant,

@@ -39,15 +39,20 @@ pub(crate) fn from_row(row: &Row) -> Message {
 }
 
 // The statements of the message path, public so that the plan test (shared/tests/plans.rs)
-// can check how PostgreSQL runs them.
+// can check how PostgreSQL runs them. Each looks rows up by primary key alone, `OFFSET 0`
+// keeping its other conditions out of the lookup: with them inside, the planner may read
+// through any index they match, and statistics (or their absence) decide which. On an empty
+// database it took the first index on `tenant_id` and scanned the tenant's waiting messages per
+// row; once statistics had seen no `pending` row it scanned the whole partial index of unsettled
+// messages per row. The conditions are checked on the locked row.
 
 /// `pending -> queued` for `($1 ids, $2 tenants)`; see [`mark_queued`].
 pub const MARK_QUEUED: &str = "UPDATE messages SET status = 'queued', queued_at = now(), updated_at = now()
              WHERE id IN (SELECT m.id FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tenant_id)
                                             ORDER BY id) u
-                          CROSS JOIN LATERAL (SELECT id FROM messages
-                              WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'pending'
-                              FOR UPDATE SKIP LOCKED) m)";
+                          CROSS JOIN LATERAL (SELECT id, tenant_id, status FROM messages
+                              WHERE id = u.id OFFSET 0 FOR UPDATE SKIP LOCKED) m
+                          WHERE m.tenant_id = u.tenant_id AND m.status = 'pending')";
 
 /// Claims `$3` ids of tenant `$1`'s queue `$2` for a lease of `$4` seconds; see [`claim`].
 pub const CLAIM: &str = "WITH claimed AS (
@@ -55,8 +60,9 @@ pub const CLAIM: &str = "WITH claimed AS (
                      total_attempts = total_attempts + 1,
                      locked_until = now() + make_interval(secs => $4), updated_at = now()
                  FROM (SELECT m.id FROM (SELECT id FROM unnest($3::uuid[]) AS id ORDER BY id) u
-                       CROSS JOIN LATERAL (SELECT id FROM messages
-                           WHERE id = u.id AND tenant_id = $1 AND queue_name = $2 FOR UPDATE) m) AS locked
+                       CROSS JOIN LATERAL (SELECT id, tenant_id, queue_name FROM messages
+                           WHERE id = u.id OFFSET 0 FOR UPDATE) m
+                       WHERE m.tenant_id = $1 AND m.queue_name = $2) AS locked
                  WHERE messages.id = locked.id
                    AND (messages.status IN ('pending', 'queued')
                         OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
@@ -76,9 +82,10 @@ pub const CLAIM: &str = "WITH claimed AS (
 pub const COMPLETE: &str = "WITH locked AS (
                  SELECT m.id, u.n FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])
                                         AS u(id, tenant_id, n) ORDER BY id) u
-                 CROSS JOIN LATERAL (SELECT id FROM messages
-                     WHERE id = u.id AND tenant_id = u.tenant_id AND status = 'processing'
-                       AND total_attempts = u.n FOR UPDATE) m),
+                 CROSS JOIN LATERAL (SELECT id, tenant_id, status, total_attempts FROM messages
+                     WHERE id = u.id OFFSET 0 FOR UPDATE) m
+                 WHERE m.tenant_id = u.tenant_id AND m.status = 'processing'
+                   AND m.total_attempts = u.n),
              done AS (
                  UPDATE messages SET status = 'completed', updated_at = now(), locked_until = NULL,
                      next_attempt_at = NULL, completed_at = now()

@@ -3,11 +3,10 @@
 //! Every connection plans its prepared statements once (`plan_cache_mode=force_generic_plan`,
 //! see [`super::pool`]), and PostgreSQL re-makes a cached plan only when the statistics of a
 //! table it reads change. On a database the service has just created those statistics say
-//! "empty" until autovacuum first analyzes the table (50 rows and up to a minute later, at
-//! default settings), so plans made then keep reading the way an empty table is best read: the
-//! publish path's key lookup took the first index on `tenant_id` and scanned every waiting
-//! message of the tenant for each row it marked queued, which made a new deployment run at a
-//! third of its speed (issue 19).
+//! "empty" until autovacuum first analyzes the table (a minute or more at default settings), so
+//! plans made then keep being used as the tables grow. The message path's key lookups are
+//! written so that no statistics can change how they read (`super::messages`); everything else
+//! is planned against whatever the statistics said last, which is what this module keeps true.
 //!
 //! [`refresh`] analyzes each hot table that holds data but has never been analyzed, or has
 //! doubled in size since it last was. Analyzing invalidates the plans cached on that table, so
