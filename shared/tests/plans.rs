@@ -6,6 +6,9 @@
 //! the tables grow, the maintenance tick runs, and the same session's plan must read `messages`
 //! by key; and again once statistics say no message is pending, as autovacuum's often do.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use shared::{Config, db};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -93,7 +96,18 @@ fn reads_by_key(plan: &str, table: &str) -> Result<(), String> {
 #[tokio::test]
 async fn message_path_plans_made_on_an_empty_database_read_by_key_once_tables_grow() {
     let fresh = FreshDatabase::create().await;
-    let pool = db::pool(&fresh.config).unwrap();
+    // The database goes whether the checks pass or not.
+    let outcome = AssertUnwindSafe(check_plans(&fresh.config))
+        .catch_unwind()
+        .await;
+    fresh.drop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn check_plans(config: &Config) {
+    let pool = db::pool(config).unwrap();
     let client = pool.get().await.unwrap();
     let statements = [
         (
@@ -180,9 +194,6 @@ async fn message_path_plans_made_on_an_empty_database_read_by_key_once_tables_gr
         reads_by_key(&plan, "messages")
             .unwrap_or_else(|e| panic!("{name}, skewed statistics: {e}\n{plan}"));
     }
-    drop(client);
-    drop(pool);
-    fresh.drop().await;
 }
 
 #[test]
