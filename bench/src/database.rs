@@ -10,23 +10,13 @@ pub const PREFIX: &str = "msgsvc_bench";
 /// Drops the benchmark's database if it exists; [`crate::scenarios::Bench::start`] creates and
 /// migrates it again.
 pub async fn drop_bench_database(config: &Config) -> anyhow::Result<()> {
-    let (server, name) = config
-        .database_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
-    let name = name.split('?').next().unwrap_or_default();
+    let name = config.database_name().unwrap_or_default();
     anyhow::ensure!(
         name.starts_with(PREFIX) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
         "the benchmark drops and re-creates its database, so DATABASE_URL must name one starting \
          with {PREFIX} (got {name:?})"
     );
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    Ok(())
+    shared::db::drop_database(config).await
 }
 
 /// What the planner knows about the hot tables, and how often they were analyzed.

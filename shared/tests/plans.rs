@@ -15,7 +15,6 @@ use tokio_postgres::SimpleQueryMessage;
 /// A database of its own, created and migrated now, dropped when the test is done.
 struct FreshDatabase {
     config: Config,
-    name: String,
 }
 
 impl FreshDatabase {
@@ -28,23 +27,11 @@ impl FreshDatabase {
         config.database_url = format!("{base}/{name}");
         db::ensure_database(&config).await.unwrap();
         db::migrate(&config).await.unwrap();
-        Self { config, name }
+        Self { config }
     }
 
     async fn drop(self) {
-        let (base, _) = self.config.database_url.rsplit_once('/').unwrap();
-        let (admin, conn) =
-            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .unwrap();
+        db::drop_database(&self.config).await.unwrap();
     }
 }
 

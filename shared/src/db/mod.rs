@@ -104,6 +104,25 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops the configured database (disconnecting its sessions), through the server's `postgres`
+/// database as [`ensure_database`] creates it. For tests and the benchmark, which make databases
+/// of their own; nothing on a request path calls it.
+pub async fn drop_database(config: &Config) -> anyhow::Result<()> {
+    let (Some(admin_url), Some(name)) = (config.maintenance_database_url(), config.database_name())
+    else {
+        anyhow::bail!("DATABASE_URL names no database");
+    };
+    let client = tls::connect(&admin_url, &config.database_tls)
+        .await
+        .context("cannot reach PostgreSQL to drop the database")?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .await
+        .context("DROP DATABASE failed")?;
+    Ok(())
+}
+
 /// Applies pending migrations. An advisory lock serialises concurrent starters (several API
 /// instances, parallel test binaries).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
