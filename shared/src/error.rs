@@ -156,12 +156,29 @@ impl Error {
         }
     }
 
-    /// Publishing to (or consuming for) a deactivated tenant.
+    /// A change to a deactivated tenant (publishing, configuring, redriving, its limits or
+    /// capacity): its data can be read, not changed.
     pub fn tenant_inactive() -> Self {
         Self::conflict(
             Code::TenantInactive,
-            "the tenant is deactivated and accepts no messages",
+            "the tenant is deactivated: its data can be read, not changed",
         )
+    }
+
+    /// The same refusal of input, its message naming where in the request it was found
+    /// (`messages[3]: ...`); other errors unchanged.
+    pub fn at(self, place: &str) -> Self {
+        match self {
+            Error::Invalid { code, message } => Error::Invalid {
+                code,
+                message: format!("{place}: {message}"),
+            },
+            Error::TooLarge { code, message } => Error::TooLarge {
+                code,
+                message: format!("{place}: {message}"),
+            },
+            other => other,
+        }
     }
 
     pub fn conflict(code: Code, message: impl Into<String>) -> Self {

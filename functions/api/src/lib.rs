@@ -4,6 +4,7 @@
 mod app;
 pub mod cli;
 pub mod contract;
+pub mod deployment;
 pub mod error;
 pub mod extract;
 pub mod lambda;

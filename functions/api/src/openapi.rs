@@ -1,13 +1,20 @@
 //! The OpenAPI document: the handlers' annotations (utoipa), each route's contract as
-//! [`crate::contract`] declared it when the route was registered, and the shared error
-//! responses from the error-code table ([`crate::error::error_codes`]). Served at
-//! `GET /api/v1/openapi.json` and committed as `docs/openapi.json`; a test fails when the
-//! committed file drifts (`UPDATE_OPENAPI=1 cargo test -p api --lib openapi` or `make openapi`
-//! rewrites it).
+//! [`crate::contract`] declared it when the route was registered, the shared error responses
+//! from the error-code table ([`crate::error::error_codes`]) and the deployment's bounds
+//! ([`crate::deployment`]). Served at `GET /api/v1/openapi.json` with the running
+//! configuration's bounds, and committed as `docs/openapi.json` with the defaults; a test fails
+//! when the committed file drifts (`UPDATE_OPENAPI=1 cargo test -p api --lib openapi` or
+//! `make openapi` rewrites it).
 
-use std::{collections::BTreeSet, sync::LazyLock};
+use std::collections::BTreeSet;
 
-use axum::Json;
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::header::CONTENT_TYPE,
+    response::{IntoResponse, Response as HttpResponse},
+};
+use shared::Config;
 use utoipa::{
     Modify, OpenApi,
     openapi::{
@@ -19,7 +26,9 @@ use utoipa::{
 
 use crate::{
     contract::{BEARER, response_name},
+    deployment::Bounds,
     error::{ErrorEnvelope, error_codes},
+    state::ApiState,
 };
 
 #[derive(OpenApi)]
@@ -35,7 +44,8 @@ use crate::{
             `code` (see the `ErrorBody` schema)."
     ),
     paths(serve, crate::routes::observability::render),
-    components(schemas(ErrorEnvelope)),
+    // Schemas only parameters and hand-written schemas name (utoipa collects the rest).
+    components(schemas(ErrorEnvelope, crate::routes::Cursor, crate::routes::JsonValue)),
     modifiers(&Contract),
     tags(
         (name = "tenants", description = "Tenants (admin creates, lists and deactivates)"),
@@ -47,33 +57,43 @@ use crate::{
 )]
 struct ApiDoc;
 
-/// The whole document: the routes' paths merged into the base, then [`Contract`] applied.
-pub fn document() -> openapi::OpenApi {
+/// The whole document for a deployment: the routes' paths merged into the base, then
+/// [`Contract`] and the configuration's [`Bounds`] applied.
+pub fn document(config: &Config) -> openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::routes::documented().into_openapi());
     Contract.modify(&mut doc);
+    Bounds(config).modify(&mut doc);
     doc
 }
 
-/// This API's OpenAPI document.
+pub fn document_json(config: &Config) -> serde_json::Value {
+    serde_json::to_value(document(config)).expect("the document serialises")
+}
+
+/// This API's OpenAPI document, with the bounds of the configuration it runs with.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", operation_id = "openapi_json",
     responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
-pub async fn serve() -> Json<&'static serde_json::Value> {
-    Json(document_json())
+pub async fn serve(State(s): State<ApiState>) -> HttpResponse {
+    ([(CONTENT_TYPE, "application/json")], s.document.clone()).into_response()
 }
 
-/// The document as served (built once).
-pub fn document_json() -> &'static serde_json::Value {
-    static DOC: LazyLock<serde_json::Value> =
-        LazyLock::new(|| serde_json::to_value(document()).expect("the document serialises"));
-    &DOC
+/// The document as [`serve`] sends it (built once per process).
+pub fn document_bytes(config: &Config) -> Bytes {
+    Bytes::from(serde_json::to_vec(&document_json(config)).expect("the document serialises"))
 }
 
-/// The committed form: pretty JSON with a trailing newline.
+/// The committed form: the default configuration's document, pretty, with a trailing newline.
 pub fn document_pretty() -> String {
-    let mut s = serde_json::to_string_pretty(document_json()).expect("the document serialises");
+    let mut s =
+        serde_json::to_string_pretty(&document_json(&defaults())).expect("the document serialises");
     s.push('\n');
     s
+}
+
+/// The configuration of a deployment that sets nothing.
+pub fn defaults() -> Config {
+    Config::from_lookup(|_| None).expect("the defaults are a valid configuration")
 }
 
 /// Adds the bearer scheme and one shared response per error status (from [`error_codes`]);
@@ -161,12 +181,40 @@ mod tests {
         );
     }
 
+    /// Every `$ref` names a schema or response the document defines.
+    #[test]
+    fn every_reference_resolves() {
+        fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        match (k.as_str(), v.as_str()) {
+                            ("$ref", Some(r)) => out.push(r),
+                            _ => refs(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = document_json(&defaults());
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 10);
+        for r in found {
+            let path: Vec<&str> = r.trim_start_matches("#/").split('/').collect();
+            let target = path.iter().fold(&doc, |node, key| &node[*key]);
+            assert!(target.is_object(), "{r} is not defined");
+        }
+    }
+
     /// Every route but the public ones needs the bearer token and answers 401 and 403, and
     /// every error status a route names is a shared response the document defines; the code
     /// enum lists every code.
     #[test]
     fn every_route_is_documented_with_its_errors() {
-        let doc = document_json();
+        let doc = &document_json(&defaults());
         let public = ["/health", "/metrics", "/api/v1/openapi.json"];
         let defined = doc["components"]["responses"].as_object().unwrap();
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -1,11 +1,14 @@
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use shared::{AppContext, auth::Authenticator};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub ctx: AppContext,
     pub auth: Arc<Authenticator>,
+    /// The OpenAPI document with this deployment's bounds, serialised once.
+    pub document: Bytes,
 }
 
 impl ApiState {
@@ -19,6 +22,11 @@ impl ApiState {
             &ctx.config.jwt_secret,
             &ctx.config.jwt,
         )?);
-        Ok(Self { ctx, auth })
+        let document = crate::openapi::document_bytes(&ctx.config);
+        Ok(Self {
+            ctx,
+            auth,
+            document,
+        })
     }
 }

@@ -69,12 +69,11 @@ pub async fn ensure_default(
 /// Inserts or updates the queue's config; fields the update leaves out keep their stored value,
 /// or take the default for a new queue.
 pub async fn upsert(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: TenantId,
     update: &ConsumerConfigUpdate,
     defaults: &ConsumerDefaults,
 ) -> Result<ConsumerConfig> {
-    let client = pool.get().await?;
     let new = ConsumerConfig::new_queue(tenant, &update.queue_name, defaults, new_signing_secret());
     let (endpoint_given, endpoint) = match &update.endpoint_url {
         Some(url) => (true, url.clone()),

@@ -1,3 +1,4 @@
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{Pool, unique_violation};
@@ -70,4 +71,14 @@ pub async fn deactivate(pool: &Pool, id: TenantId) -> Result<Option<Tenant>> {
         .await?
         .as_ref()
         .map(from_row))
+}
+
+/// Whether the tenant is active (`None`: no such tenant), locking its row until the transaction
+/// ends: changes to the tenant's queues serialise on it, and a deactivation waits for them (and
+/// they for it), so no queue is created past `max_queues` or for a deactivated tenant.
+pub async fn lock_for_change(client: &impl GenericClient, id: TenantId) -> Result<Option<bool>> {
+    let stmt = client
+        .prepare_cached("SELECT status = 'active' FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    Ok(client.query_opt(&stmt, &[&id.0]).await?.map(|r| r.get(0)))
 }

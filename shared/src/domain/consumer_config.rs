@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{QueueName, TenantId};
+use super::{QueueName, TenantId, bounds::IntRange};
 use crate::{
     config::ConsumerDefaults,
     error::{Code, Error},
@@ -29,11 +29,44 @@ impl Workers {
     pub fn get(&self) -> u32 {
         self.0
     }
+
+    /// The values `ConsumerConfigUpdate::parse` takes with these defaults: 0 (paused), or from
+    /// the fewest workers that finish a batch within the function timeout up to `max_workers`.
+    #[cfg(feature = "openapi")]
+    pub fn schema(defaults: &ConsumerDefaults) -> utoipa::openapi::Schema {
+        use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
+        let running = IntRange::new(
+            i64::from(defaults.min_workers().max(1)),
+            i64::from(defaults.max_workers),
+        );
+        let paused = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([0]));
+        let description = format!(
+            "0 pauses the queue; otherwise {}..={} (at least {} so a batch of {} finishes within \
+             the consumer function's timeout)",
+            running.min, running.max, running.min, defaults.batch_size
+        );
+        if running.min == 1 {
+            let mut all = IntRange::new(0, running.max).schema();
+            all.description = Some(description);
+            return all.into();
+        }
+        OneOfBuilder::new()
+            .item(paused)
+            .item(running.schema())
+            .description(Some(description))
+            .build()
+            .into()
+    }
 }
 
-pub const MAX_RETRY_ATTEMPTS: i64 = 100;
-pub const MIN_RETRY_DELAY_MS: i64 = 10;
-pub const MAX_RETRY_DELAY_MS: i64 = 24 * 3_600_000;
+pub const RETRY_ATTEMPTS: IntRange = IntRange::new(0, 100);
+pub const RETRY_DELAY_MS: IntRange = IntRange::new(10, 24 * 3_600_000);
+pub const MAX_ENDPOINT_URL_LEN: usize = 2048;
+/// What the document states of an endpoint beyond `format: uri`: an http(s) scheme (the parser
+/// also needs a host).
+pub const ENDPOINT_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[^/?#]";
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
@@ -123,25 +156,29 @@ impl ConsumerConfigUpdate {
         }
         let retry_attempts = retry_attempts
             .map(|n| {
-                if (0..=MAX_RETRY_ATTEMPTS).contains(&n) {
+                if RETRY_ATTEMPTS.contains(n) {
                     Ok(n as u32)
                 } else {
                     Err(Error::invalid(
                         Code::InvalidRetryAttempts,
-                        format!("retry_attempts must be within 0..={MAX_RETRY_ATTEMPTS}"),
+                        format!(
+                            "retry_attempts must be within {}..={}",
+                            RETRY_ATTEMPTS.min, RETRY_ATTEMPTS.max
+                        ),
                     ))
                 }
             })
             .transpose()?;
         let retry_delay_ms = retry_delay_ms
             .map(|n| {
-                if (MIN_RETRY_DELAY_MS..=MAX_RETRY_DELAY_MS).contains(&n) {
+                if RETRY_DELAY_MS.contains(n) {
                     Ok(n as u64)
                 } else {
                     Err(Error::invalid(
                         Code::InvalidRetryDelay,
                         format!(
-                            "retry_delay_ms must be within {MIN_RETRY_DELAY_MS}..={MAX_RETRY_DELAY_MS}"
+                            "retry_delay_ms must be within {}..={}",
+                            RETRY_DELAY_MS.min, RETRY_DELAY_MS.max
                         ),
                     ))
                 }
@@ -166,11 +203,17 @@ fn validate_endpoint_url(raw: &str) -> Result<String, Error> {
     let invalid = || {
         Error::invalid(
             Code::InvalidEndpointUrl,
-            "endpoint_url must be an absolute http(s) URL of at most 2048 characters",
+            format!(
+                "endpoint_url must be an absolute http(s) URL of at most \
+                 {MAX_ENDPOINT_URL_LEN} characters"
+            ),
         )
     };
     let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
-    if raw.len() > 2048 || !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+    if raw.chars().count() > MAX_ENDPOINT_URL_LEN
+        || !matches!(url.scheme(), "https" | "http")
+        || url.host().is_none()
+    {
         return Err(invalid());
     }
     Ok(url.to_string())

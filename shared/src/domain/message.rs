@@ -100,6 +100,22 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Header names the service sets on the broker message; tenants may not use this prefix.
 pub const RESERVED_HEADER_PREFIX: &str = "x-msg-";
 
+/// Header names as the document states them: the charset and length, and not the reserved
+/// prefix in any case (`(?!...)` is ECMA-262 and Python alike).
+pub fn header_name_pattern() -> String {
+    let prefix: String = RESERVED_HEADER_PREFIX
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    format!("^(?!{prefix})[A-Za-z0-9._-]{{1,{MAX_HEADER_NAME_LEN}}}$")
+}
+
 /// A publish request that passed every rule; the only way to build one is `NewMessage::parse`.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
@@ -120,20 +136,12 @@ impl NewMessage {
         idempotency_key: Option<String>,
         max_body_bytes: usize,
     ) -> Result<Self, Error> {
-        let queue_name = QueueName::parse(queue_name)?;
-        if body.is_null() {
-            return Err(Error::invalid(
-                Code::InvalidMessageBody,
-                "message_body is required and must not be null",
-            ));
-        }
-        if contains_nul(&body) {
-            // PostgreSQL's jsonb cannot store it.
-            return Err(Error::invalid(
-                Code::InvalidMessageBody,
-                "message_body must not contain the NUL character (\\u0000)",
-            ));
-        }
+        let queue_name = check_form(
+            queue_name,
+            &body,
+            headers.as_ref(),
+            idempotency_key.as_deref(),
+        )?;
         let body_bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.into()))?;
         if body_bytes.len() > max_body_bytes {
             return Err(Error::TooLarge {
@@ -144,18 +152,47 @@ impl NewMessage {
                 ),
             });
         }
-        let headers = headers.unwrap_or_default();
-        validate_headers(&headers)?;
-        let idempotency_key = idempotency_key.map(validate_idempotency_key).transpose()?;
         Ok(Self {
             id: MessageId::generate(),
             queue_name,
             body,
             body_bytes,
-            headers,
+            headers: headers.unwrap_or_default(),
             idempotency_key,
         })
     }
+}
+
+/// The rules of a publish request's form, which the document states: everything but the
+/// body's size, which is the tenant's limit. A batch is refused whole when an item breaks
+/// one of these, and answered item by item for the rest.
+pub fn check_form(
+    queue_name: &str,
+    body: &Value,
+    headers: Option<&BTreeMap<String, String>>,
+    idempotency_key: Option<&str>,
+) -> Result<QueueName, Error> {
+    let queue_name = QueueName::parse(queue_name)?;
+    if body.is_null() {
+        return Err(Error::invalid(
+            Code::InvalidMessageBody,
+            "message_body is required and must not be null",
+        ));
+    }
+    if contains_nul(body) {
+        // PostgreSQL's jsonb cannot store it.
+        return Err(Error::invalid(
+            Code::InvalidMessageBody,
+            "message_body must not contain the NUL character (\\u0000)",
+        ));
+    }
+    if let Some(headers) = headers {
+        validate_headers(headers)?;
+    }
+    if let Some(key) = idempotency_key {
+        validate_idempotency_key(key)?;
+    }
+    Ok(queue_name)
 }
 
 /// True when a string or an object key anywhere in the value holds U+0000.
@@ -197,11 +234,12 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
                 format!("header names starting with {RESERVED_HEADER_PREFIX:?} are reserved"),
             ));
         }
-        if value.len() > MAX_HEADER_VALUE_LEN || value.chars().any(char::is_control) {
+        // In characters, as JSON Schema's `maxLength` counts.
+        if value.chars().count() > MAX_HEADER_VALUE_LEN || value.chars().any(char::is_control) {
             return Err(Error::invalid(
                 Code::InvalidHeaders,
                 format!(
-                    "header {name:?}: values are at most {MAX_HEADER_VALUE_LEN} bytes without control characters"
+                    "header {name:?}: values are at most {MAX_HEADER_VALUE_LEN} characters without control characters"
                 ),
             ));
         }
@@ -209,11 +247,11 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
     Ok(())
 }
 
-fn validate_idempotency_key(key: String) -> Result<String, Error> {
+fn validate_idempotency_key(key: &str) -> Result<(), Error> {
     let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
         && key.bytes().all(|b| b.is_ascii_graphic());
     if ok {
-        Ok(key)
+        Ok(())
     } else {
         Err(Error::invalid(
             Code::InvalidIdempotencyKey,
@@ -250,6 +288,34 @@ mod tests {
             json!([{"k": ["\u{0}"]}]),
         ] {
             assert_eq!(parse(nul, &[]).unwrap_err().code(), "invalid_message_body");
+        }
+    }
+
+    /// The document's header-name pattern accepts exactly the names the parser takes.
+    #[test]
+    fn header_name_pattern_is_the_rule() {
+        let pattern = lookahead::compile(&header_name_pattern());
+        for name in [
+            "trace-id", "X-Msg", "x-msgs", "a.b_c", "X-MSG-x", "x-msg-", "", "a b", "é",
+        ] {
+            let parsed = parse(json!(1), &[(name, "v")]).is_ok();
+            assert_eq!(pattern(name), parsed, "{name:?}");
+        }
+        let long = "h".repeat(MAX_HEADER_NAME_LEN + 1);
+        assert!(!pattern(&long) && parse(json!(1), &[(long.as_str(), "v")]).is_err());
+    }
+
+    /// Lookahead is beyond the `regex` crate: the negative prefix is checked by hand and the
+    /// rest by `regex`.
+    mod lookahead {
+        pub fn compile(pattern: &str) -> impl Fn(&str) -> bool + use<> {
+            let rest = pattern
+                .strip_prefix("^(?!")
+                .and_then(|p| p.split_once(')'))
+                .expect("a leading negative lookahead");
+            let prefix = regex::Regex::new(&format!("^{}", rest.0)).unwrap();
+            let body = regex::Regex::new(&format!("^{}", rest.1)).unwrap();
+            move |s| !prefix.is_match(s) && body.is_match(s)
         }
     }
 

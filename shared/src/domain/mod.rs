@@ -1,6 +1,7 @@
 //! Domain types. Constructors reject bad input, so a value of these types is valid by
 //! construction ("parse, don't validate").
 
+pub mod bounds;
 pub mod consumer_config;
 pub mod duration;
 pub mod ids;

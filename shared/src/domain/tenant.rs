@@ -1,7 +1,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::TenantId;
+use super::{TenantId, bounds::IntRange};
+
+/// Reserved concurrency an admin may give a tenant's consumers (Lambda's default account
+/// limit is 1000); 0 pauses the tenant.
+pub const RESERVED_CONCURRENCY: IntRange = IntRange::new(0, 1000);
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]

@@ -32,11 +32,16 @@ pub async fn configure(
         .await?
         .ok_or(Error::NotFound(Code::TenantNotFound))?;
     let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
-    let client = ctx.db.get().await?;
-    super::limits::check_new_queue(&client, tenant, update.queue_name.as_str(), &limits).await?;
-    drop(client);
-    let config =
-        db::consumer_configs::upsert(&ctx.db, tenant, update, &ctx.config.consumer).await?;
+    let mut client = ctx.db.get().await?;
+    let tx = client.transaction().await?;
+    match db::tenants::lock_for_change(&tx, tenant).await? {
+        None => return Err(Error::NotFound(Code::TenantNotFound)),
+        Some(false) => return Err(Error::tenant_inactive()),
+        Some(true) => {}
+    }
+    super::limits::check_new_queue(&tx, tenant, update.queue_name.as_str(), &limits).await?;
+    let config = db::consumer_configs::upsert(&tx, tenant, update, &ctx.config.consumer).await?;
+    tx.commit().await?;
     tracing::info!(tenant_id = %tenant, queue = %config.queue_name, workers = config.workers,
         enabled = config.enabled, "consumer config changed");
     let job = Job::ApplyConsumer {

@@ -31,6 +31,7 @@ pub async fn redrive(
     tenant: TenantId,
     sel: &RedriveSelector,
 ) -> Result<RedriveReport> {
+    super::tenants::get_active(ctx, tenant).await?;
     let mut report = RedriveReport {
         redriven: 0,
         queued: 0,

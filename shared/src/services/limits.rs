@@ -270,7 +270,7 @@ pub async fn set(
     overrides: &LimitOverrides,
 ) -> Result<LimitsView> {
     overrides.validate()?;
-    super::tenants::get(ctx, tenant).await?;
+    super::tenants::get_active(ctx, tenant).await?;
     db::limits::set(&ctx.db, tenant, overrides).await?;
     ctx.limits.invalidate(tenant);
     view(ctx, tenant).await

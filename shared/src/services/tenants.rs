@@ -3,7 +3,9 @@
 use crate::control_plane::{self, Job};
 use crate::{
     AppContext, db,
-    domain::{Page, PageRequest, QueueName, Tenant, TenantId, TenantName},
+    domain::{
+        Page, PageRequest, QueueName, Tenant, TenantId, TenantName, tenant::RESERVED_CONCURRENCY,
+    },
     error::{Code, Error, Result},
 };
 
@@ -54,9 +56,6 @@ pub async fn deactivate(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     Ok(tenant)
 }
 
-/// Largest reserved concurrency an admin may ask for (Lambda's default account limit).
-pub const MAX_CAPACITY: i64 = 1000;
-
 /// Stores the tenant's capacity (reserved concurrency of its consumers; `None`: the default)
 /// and asks the control plane to apply it; returns the state after the request (applied at
 /// once locally, `pending` until the provisioner ran in AWS).
@@ -66,17 +65,18 @@ pub async fn set_capacity(
     reserved_concurrency: Option<i64>,
 ) -> Result<db::control_state::Capacity> {
     let concurrency = match reserved_concurrency {
-        Some(n) if !(0..=MAX_CAPACITY).contains(&n) => {
+        Some(n) if !RESERVED_CONCURRENCY.contains(n) => {
             return Err(Error::invalid(
                 Code::InvalidCapacity,
                 format!(
-                    "reserved_concurrency must be within 0..={MAX_CAPACITY} (0 pauses the tenant)"
+                    "reserved_concurrency must be within {}..={} (0 pauses the tenant)",
+                    RESERVED_CONCURRENCY.min, RESERVED_CONCURRENCY.max
                 ),
             ));
         }
         n => n.map(|n| n as u32),
     };
-    get(ctx, id).await?;
+    get_active(ctx, id).await?;
     db::control_state::set_desired(&ctx.db, id, concurrency).await?;
     control_plane::request(ctx, Job::ScaleTenant { tenant_id: id }).await;
     capacity(ctx, id).await

@@ -1,7 +1,13 @@
 use axum::{Json, extract::State};
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
-    domain::{ConsumerConfig, ConsumerConfigUpdate},
+    domain::{
+        ConsumerConfig, ConsumerConfigUpdate,
+        bounds::{json_integer, json_integer_opt, nullable},
+        consumer_config::{
+            ENDPOINT_URL_PATTERN, MAX_ENDPOINT_URL_LEN, RETRY_ATTEMPTS, RETRY_DELAY_MS,
+        },
+    },
     services::consumers::{self, QueueStatus},
 };
 
@@ -10,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::params::{QueueNameParam, QueuePath, TenantPath};
 use crate::{
+    deployment::WorkerCount,
     error::ApiResult,
     extract::{JsonBody, PathParams},
     route,
@@ -33,25 +40,47 @@ fn explicit<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigRequest {
-    /// 0 to `CONSUMER_MAX_WORKERS`; 0 pauses the queue.
-    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "json_integer")]
+    #[schema(value_type = WorkerCount)]
     workers: i64,
-    #[schema(minimum = 0, maximum = 100)]
+    #[serde(default, deserialize_with = "json_integer_opt")]
+    #[schema(schema_with = retry_attempts_schema)]
     retry_attempts: Option<i64>,
-    #[schema(minimum = 10, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "json_integer_opt")]
+    #[schema(schema_with = retry_delay_ms_schema)]
     retry_delay_ms: Option<i64>,
     enabled: Option<bool>,
     /// An absolute http(s) URL to deliver to; `null` clears it.
     #[serde(default, deserialize_with = "explicit")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = endpoint_url_schema)]
     endpoint_url: Option<Option<String>>,
+}
+
+fn retry_attempts_schema() -> utoipa::openapi::Object {
+    RETRY_ATTEMPTS.nullable_schema()
+}
+
+fn retry_delay_ms_schema() -> utoipa::openapi::Object {
+    RETRY_DELAY_MS.nullable_schema()
+}
+
+fn endpoint_url_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type, schema::SchemaFormat};
+    nullable(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uri".into())))
+            .max_length(Some(MAX_ENDPOINT_URL_LEN))
+            .pattern(Some(ENDPOINT_URL_PATTERN))
+            .build(),
+    )
 }
 
 /// Configure a queue's consumer; the change is applied without a restart.
 #[utoipa::path(put, path = "/tenants/{tenant_id}/consumers/{queue_name}/config", tag = "consumers",
     params(QueuePath), request_body = ConfigRequest,
     responses((status = 200, description = "The stored config", body = ConsumerConfig),
-        (status = 409, description = "Over the tenant's queue limit")))]
+        (status = 409, description = "Over the tenant's queue limit, or the tenant is deactivated")))]
 async fn configure(
     State(s): State<ApiState>,
     TenantScope(tenant): TenantScope,

@@ -30,11 +30,11 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only dead letters of this queue.
+    #[param(value_type = Option<QueueName>)]
     queue_name: Option<String>,
-    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
-    #[param(minimum = 1)]
+    #[param(value_type = Option<crate::deployment::PageLimit>)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<super::params::Cursor>)]
     cursor: Option<String>,
 }
 
@@ -68,6 +68,7 @@ async fn list(
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedriveRequest {
+    #[schema(value_type = Option<QueueName>)]
     queue_name: Option<String>,
     #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     message_ids: Option<Vec<String>>,
@@ -76,13 +77,13 @@ pub(crate) struct RedriveRequest {
 /// Send dead letters back to their queues with fresh attempts.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/dead-letters/redrive", tag = "dead letters",
     params(TenantPath), request_body = RedriveRequest,
-    responses((status = 200, description = "How many were redriven", body = RedriveReport)))]
+    responses((status = 200, description = "How many were redriven", body = RedriveReport),
+        (status = 409, description = "The tenant is deactivated")))]
 async fn redrive(
     State(s): State<ApiState>,
     TenantScope(tenant): TenantScope,
     JsonBody(req): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<RedriveReport>> {
-    shared::services::tenants::get(&s.ctx, tenant).await?;
     let selector = RedriveSelector {
         queue_name: req
             .queue_name

@@ -12,7 +12,7 @@ use shared::error::Code;
 use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
-    domain::{Message, MessageId, MessageStatus, Page},
+    domain::{Message, MessageId, MessageStatus, Page, message::check_form},
     services::messages::{self, Accepted, PublishItem},
 };
 
@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::params::{MessageIdParam, MessagePath, PageQuery, TenantPath};
 use crate::{
+    deployment::MessageBatch,
     error::{ApiResult, ErrorBody, body_of},
     extract::{JsonBody, PathParams, QueryParams},
     route,
@@ -42,8 +43,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PublishRequest {
-    /// 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.
-    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    #[schema(value_type = shared::domain::QueueName)]
     queue_name: String,
     #[serde(default)]
     #[schema(schema_with = super::schemas::message_body_schema, required = true)]
@@ -98,16 +98,17 @@ async fn publish(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
-    /// 1 to `MESSAGE_MAX_BATCH_ITEMS` (1000 by default). Items are parsed one by one, so a
-    /// malformed item fails alone.
-    #[schema(value_type = Vec<BatchItem>, min_items = 1)]
+    /// An item that breaks the item schema refuses the whole batch (400, its message naming
+    /// `messages[i]`); what depends on the tenant (its size limit, its queue limit, a reused
+    /// idempotency key) is answered item by item.
+    #[schema(value_type = MessageBatch)]
     messages: Vec<Value>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchItem {
-    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    #[schema(value_type = shared::domain::QueueName)]
     queue_name: String,
     #[serde(default)]
     #[schema(schema_with = super::schemas::message_body_schema, required = true)]
@@ -119,6 +120,27 @@ pub(crate) struct BatchItem {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
+}
+
+impl BatchItem {
+    /// The item at `index`, when it meets the document's item schema.
+    fn read(index: usize, raw: Value) -> Result<PublishItem, Error> {
+        let place = format!("messages[{index}]");
+        let item: Self = crate::extract::from_json_object(raw).map_err(|e| e.at(&place))?;
+        check_form(
+            &item.queue_name,
+            &item.message_body,
+            item.headers.as_ref(),
+            item.idempotency_key.as_deref(),
+        )
+        .map_err(|e| e.at(&place))?;
+        Ok(PublishItem {
+            queue_name: item.queue_name,
+            message_body: item.message_body,
+            headers: item.headers,
+            idempotency_key: item.idempotency_key,
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -155,49 +177,22 @@ async fn publish_batch(
     TenantScope(tenant): TenantScope,
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
-    // Items that are not even the right shape get their error here; the rest go to the domain.
-    let mut parse_errors: Vec<Option<Error>> = Vec::with_capacity(req.messages.len());
-    let mut items = Vec::new();
-    for raw in req.messages {
-        match crate::extract::from_json_object::<BatchItem>(raw) {
-            Ok(item) => {
-                parse_errors.push(None);
-                items.push(PublishItem {
-                    queue_name: item.queue_name,
-                    message_body: item.message_body,
-                    headers: item.headers,
-                    idempotency_key: item.idempotency_key,
-                });
-            }
-            Err(e) => parse_errors.push(Some(e)),
-        }
-    }
-    let outcomes = if items.is_empty() {
-        if parse_errors.is_empty() {
-            // Let the domain report the empty batch.
-            messages::publish_batch(&s.ctx, tenant, Vec::new()).await?
-        } else {
-            Vec::new()
-        }
-    } else {
-        messages::publish_batch(&s.ctx, tenant, items).await?
-    };
-    let mut outcomes = outcomes.into_iter();
-    let results: Vec<BatchResult> = parse_errors
+    let items = req
+        .messages
         .into_iter()
         .enumerate()
-        .map(|(index, parse_error)| {
-            let outcome = match parse_error {
-                Some(e) => Err(e),
-                None => outcomes.next().expect("one outcome per parsed item"),
-            };
-            match outcome {
-                Ok(message) => BatchResult::Accepted { index, message },
-                Err(e) => BatchResult::Rejected {
-                    index,
-                    error: body_of(&e),
-                },
-            }
+        .map(|(i, raw)| BatchItem::read(i, raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results: Vec<BatchResult> = messages::publish_batch(&s.ctx, tenant, items)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| match outcome {
+            Ok(message) => BatchResult::Accepted { index, message },
+            Err(e) => BatchResult::Rejected {
+                index,
+                error: body_of(&e),
+            },
         })
         .collect();
     let accepted = results
@@ -222,11 +217,11 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
     /// Only messages of this queue.
+    #[param(value_type = Option<shared::domain::QueueName>)]
     queue_name: Option<String>,
-    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
-    #[param(minimum = 1)]
+    #[param(value_type = Option<crate::deployment::PageLimit>)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<super::params::Cursor>)]
     cursor: Option<String>,
 }
 

@@ -11,6 +11,10 @@ mod tenants;
 
 use utoipa_axum::router::OpenApiRouter;
 
+pub(crate) use messages::BatchItem;
+pub(crate) use params::Cursor;
+pub(crate) use schemas::JsonValue;
+
 use crate::state::ApiState;
 
 /// Largest request body accepted (a batch of messages); single messages are limited further by

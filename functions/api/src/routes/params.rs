@@ -1,10 +1,15 @@
 //! Path and query parameters several resources share.
 
-use serde::Deserialize;
-use shared::domain::PageRequest;
-use utoipa::IntoParams;
+use std::borrow::Cow;
 
-use crate::state::ApiState;
+use serde::Deserialize;
+use shared::domain::{PageRequest, page::CURSOR_PATTERN};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
+
+use crate::{deployment::PageLimit, state::ApiState};
 
 /// The `{tenant_id}` path parameter, for the document; [`crate::scope`] reads and checks it.
 #[derive(IntoParams)]
@@ -40,8 +45,7 @@ pub(crate) struct MessageIdParam {
 pub(crate) struct QueuePath {
     /// The tenant's id (a UUID).
     tenant_id: uuid::Uuid,
-    /// The queue's name.
-    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    #[param(value_type = shared::domain::QueueName)]
     queue_name: String,
 }
 
@@ -55,11 +59,31 @@ pub(crate) struct QueueNameParam {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Page size, 1 to `API_MAX_PAGE_SIZE` (default 50).
-    #[param(minimum = 1)]
+    #[param(value_type = Option<PageLimit>)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Cursor>)]
     pub cursor: Option<String>,
+}
+
+/// A page cursor, as [`PageRequest::parse`] reads it.
+pub(crate) struct Cursor;
+
+impl PartialSchema for Cursor {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(CURSOR_PATTERN))
+            .description(Some(
+                "`next_cursor` of the previous page (opaque); empty for the first page",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Cursor {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Cursor")
+    }
 }
 
 impl PageQuery {

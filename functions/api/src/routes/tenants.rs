@@ -2,7 +2,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::{
     db::control_state::Capacity,
-    domain::{Page, Tenant, TenantName},
+    domain::{Page, Tenant, TenantName, bounds::json_integer_opt, tenant::RESERVED_CONCURRENCY},
     services::limits::{self, LimitOverrides, LimitsView},
     services::tenants,
 };
@@ -41,8 +41,7 @@ pub(crate) struct TenantView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTenant {
-    /// 1-100 characters after trimming, no control characters; unique case-insensitively.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = TenantName)]
     name: String,
 }
 
@@ -86,7 +85,8 @@ async fn show(
 /// Replace the tenant's own limits (admin); a null or absent field takes the default.
 #[utoipa::path(put, path = "/tenants/{tenant_id}/limits", tag = "tenants", params(TenantPath),
     request_body = LimitOverrides,
-    responses((status = 200, description = "The tenant's limits now", body = LimitsView)))]
+    responses((status = 200, description = "The tenant's limits now", body = LimitsView),
+        (status = 409, description = "The tenant is deactivated")))]
 async fn set_limits(
     State(s): State<ApiState>,
     AdminTenantScope(id): AdminTenantScope,
@@ -95,7 +95,9 @@ async fn set_limits(
     Ok(Json(limits::set(&s.ctx, id, &req).await?))
 }
 
-/// Deactivate a tenant: kept with its data, refused for publishing.
+/// Deactivate a tenant: its consumers are removed; its data stays and every read keeps
+/// working (the tenant shows `inactive`), while every change (publishing, configuring,
+/// redriving, limits, capacity) answers 409 `tenant_inactive`. Repeating it changes nothing.
 #[utoipa::path(delete, path = "/tenants/{tenant_id}", tag = "tenants", params(TenantPath),
     responses((status = 200, description = "The deactivated tenant", body = Tenant)))]
 async fn deactivate(
@@ -108,10 +110,15 @@ async fn deactivate(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CapacityRequest {
-    /// Reserved concurrency of the tenant's consumers, 0 to 1000; `null` returns the tenant to
-    /// the deployment default.
-    #[schema(minimum = 0, maximum = 1000)]
+    /// Reserved concurrency of the tenant's consumers; `null` returns the tenant to the
+    /// deployment default.
+    #[serde(default, deserialize_with = "json_integer_opt")]
+    #[schema(schema_with = reserved_concurrency_schema)]
     reserved_concurrency: Option<i64>,
+}
+
+fn reserved_concurrency_schema() -> utoipa::openapi::Object {
+    RESERVED_CONCURRENCY.nullable_schema()
 }
 
 /// Set the tenant's capacity (admin) and ask the control plane to apply it; the answer is
@@ -119,7 +126,8 @@ pub(crate) struct CapacityRequest {
 /// in AWS).
 #[utoipa::path(put, path = "/tenants/{tenant_id}/capacity", tag = "tenants", params(TenantPath),
     request_body = CapacityRequest,
-    responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
+    responses((status = 200, description = "Desired and applied capacity", body = Capacity),
+        (status = 409, description = "The tenant is deactivated")))]
 async fn set_capacity(
     State(s): State<ApiState>,
     AdminTenantScope(id): AdminTenantScope,

@@ -67,6 +67,160 @@ async fn create_get_list_and_deactivate() {
     );
 }
 
+/// `DELETE /tenants/{id}` deactivates: every read under the tenant keeps answering (and says
+/// `inactive`), every change answers 409 `tenant_inactive` and stores nothing, and a second
+/// DELETE changes nothing.
+#[tokio::test]
+async fn a_deactivated_tenant_reads_but_refuses_every_change() {
+    let app = spawn_app().await;
+    let id = app.create_tenant().await;
+    let published = app.publish(&id, "orders", json!({"n": 1})).await;
+    assert_eq!(published.status, StatusCode::ACCEPTED);
+    let message = published.body["id"].as_str().unwrap().to_string();
+    let t = format!("/api/v1/tenants/{id}");
+    let first = app.call(Method::DELETE, &t, Some(&app.admin), None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = app.call(Method::DELETE, &t, Some(&app.admin), None).await;
+    assert_eq!(
+        (again.status, &again.body["status"]),
+        (StatusCode::OK, &json!("inactive"))
+    );
+
+    let t = format!("/api/v1/tenants/{id}");
+    for path in [
+        t.clone(),
+        format!("{t}/capacity"),
+        format!("{t}/consumers"),
+        format!("{t}/messages"),
+        format!("{t}/messages/{message}"),
+        format!("{t}/messages/{message}/attempts"),
+        format!("{t}/dead-letters"),
+    ] {
+        let r = app.get(&path, &app.admin).await;
+        assert_eq!(r.status, StatusCode::OK, "GET {path}: {}", r.body);
+    }
+    let tenant_token = app.tenant_token(&id);
+    let changes = [
+        (
+            Method::POST,
+            format!("{t}/messages"),
+            json!({"queue_name": "orders", "message_body": 2}),
+        ),
+        (
+            Method::POST,
+            format!("{t}/messages/batch"),
+            json!({"messages": [{"queue_name": "orders", "message_body": 3}]}),
+        ),
+        (
+            Method::PUT,
+            format!("{t}/consumers/fresh/config"),
+            json!({"workers": 1}),
+        ),
+        (
+            Method::PUT,
+            format!("{t}/consumers/orders/config"),
+            json!({"workers": 2}),
+        ),
+        (Method::POST, format!("{t}/dead-letters/redrive"), json!({})),
+        (Method::PUT, format!("{t}/limits"), json!({"max_queues": 5})),
+        (
+            Method::PUT,
+            format!("{t}/capacity"),
+            json!({"reserved_concurrency": 4}),
+        ),
+    ];
+    for (method, path, body) in changes {
+        // The tenant's own token and the admin's alike.
+        for token in [&tenant_token, &app.admin] {
+            if token == &tenant_token && (path.ends_with("/limits") || path.ends_with("/capacity"))
+            {
+                continue; // admin-only routes: 403 before anything else
+            }
+            let r = app
+                .call(method.clone(), &path, Some(token), Some(body.clone()))
+                .await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::CONFLICT, "tenant_inactive"),
+                "{method} {path}"
+            );
+        }
+    }
+    // Nothing was stored by the refused changes.
+    let messages = app.get(&format!("{t}/messages"), &app.admin).await;
+    assert_eq!(messages.body["items"].as_array().unwrap().len(), 1);
+    let consumers = app.get(&format!("{t}/consumers"), &app.admin).await;
+    let queues: Vec<&str> = consumers.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue_name"].as_str().unwrap())
+        .collect();
+    assert!(!queues.contains(&"fresh"), "{queues:?}");
+    let orders = consumers.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue_name"] == "orders")
+        .unwrap();
+    assert_ne!(orders["config"]["workers"], 2);
+    let tenant = app.get(&t, &app.admin).await;
+    assert_eq!(tenant.body["overrides"]["max_queues"], json!(null));
+    let capacity = app.get(&format!("{t}/capacity"), &app.admin).await;
+    assert_ne!(capacity.body["desired_concurrency"], 4);
+}
+
+/// JSON Schema counts `843.0` as an integer; so does every integer field of the API.
+#[tokio::test]
+async fn integers_may_be_written_with_a_zero_fraction() {
+    let app = spawn_app().await;
+    let id = app.create_tenant().await;
+    let t = format!("/api/v1/tenants/{id}");
+    let cases = [
+        (
+            format!("{t}/capacity"),
+            json!({"reserved_concurrency": 7.0}),
+        ),
+        (
+            format!("{t}/limits"),
+            json!({"publish_burst": 20.0, "max_backlog": 1e3}),
+        ),
+        (
+            format!("{t}/consumers/orders/config"),
+            json!({"workers": 2.0, "retry_attempts": 3.0, "retry_delay_ms": 1500.0}),
+        ),
+    ];
+    for (path, body) in cases {
+        let r = app
+            .call(Method::PUT, &path, Some(&app.admin), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path} {body}: {}", r.body);
+    }
+    let capacity = app.get(&format!("{t}/capacity"), &app.admin).await;
+    assert_eq!(capacity.body["desired_concurrency"], 7);
+    let view = app.get(&t, &app.admin).await;
+    assert_eq!(view.body["overrides"]["max_backlog"], 1000);
+    for (path, body) in [
+        (
+            format!("{t}/capacity"),
+            json!({"reserved_concurrency": 7.5}),
+        ),
+        (
+            format!("{t}/consumers/orders/config"),
+            json!({"workers": 1.25}),
+        ),
+    ] {
+        let r = app
+            .call(Method::PUT, &path, Some(&app.admin), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_json"),
+            "{body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn tenants_page_through_without_gaps_or_repeats() {
     let app = spawn_app().await;
@@ -128,6 +282,22 @@ async fn tenant_validation_errors() {
             json!({ "name": 5 }),
             StatusCode::BAD_REQUEST,
             "invalid_json",
+        ),
+        // Refused, not trimmed: the document's pattern states the rule exactly.
+        (
+            json!({ "name": " Acme" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_name",
+        ),
+        (
+            json!({ "name": "Acme\u{a0}" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_name",
+        ),
+        (
+            json!({ "name": "A\u{85}B" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_name",
         ),
     ];
     for (body, status, code) in cases {
