@@ -238,6 +238,8 @@ pub struct RelayConfig {
     /// A message still `pending` this long after its last change is republished.
     pub stale_after: Duration,
     pub batch: i64,
+    /// How long one sweep waits for the broker to confirm its copies.
+    pub publish_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -526,6 +528,7 @@ impl Config {
                 interval: v.duration("RELAY_INTERVAL", "5s")?,
                 stale_after: v.duration("RELAY_STALE_AFTER", "10s")?,
                 batch: v.parse("RELAY_BATCH", 500)?,
+                publish_timeout: v.duration("RELAY_PUBLISH_TIMEOUT", "10s")?,
             },
             webhook: WebhookConfig {
                 timeout: v.duration("WEBHOOK_TIMEOUT", "10s")?,

@@ -181,6 +181,32 @@ impl Error {
         }
     }
 
+    /// This error again, for each of several items it concerns (`Internal` keeps its text).
+    pub fn same_again(&self) -> Self {
+        match self {
+            Error::Invalid { code, message } => Error::invalid(*code, message.clone()),
+            Error::NotFound(code) => Error::NotFound(*code),
+            Error::Conflict { code, message } => Error::conflict(*code, message.clone()),
+            Error::Unauthenticated(m) => Error::Unauthenticated(m.clone()),
+            Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::TooLarge { code, message } => Error::TooLarge {
+                code: *code,
+                message: message.clone(),
+            },
+            Error::LimitExceeded {
+                code,
+                message,
+                retry_after_secs,
+            } => Error::LimitExceeded {
+                code: *code,
+                message: message.clone(),
+                retry_after_secs: *retry_after_secs,
+            },
+            Error::Unavailable(d) => Error::Unavailable(*d),
+            Error::Internal(e) => Error::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+
     pub fn conflict(code: Code, message: impl Into<String>) -> Self {
         Error::Conflict {
             code,

@@ -205,6 +205,10 @@ impl Broker {
             Ok(ch) => ch,
             Err(e) => return fail_all(messages.len(), &e),
         };
+        // One deadline for the whole batch, sends included: a broker that blocks publishers
+        // (a memory or disk alarm) or stops confirming costs CONFIRM_TIMEOUT once, not per
+        // message.
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
         let mut pending: Vec<Result<PublisherConfirm, BrokerError>> =
             Vec::with_capacity(messages.len());
         for m in messages {
@@ -217,26 +221,27 @@ impl Broker {
             if let Some(ms) = m.expiration_ms {
                 props = props.with_expiration(ms.to_string().into());
             }
-            let sent = channel
-                .basic_publish(
-                    "".into(),
-                    m.queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    m.body,
-                    props,
-                )
-                .await
-                .map_err(BrokerError::from);
+            let send = channel.basic_publish(
+                "".into(),
+                m.queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                m.body,
+                props,
+            );
+            let sent = match tokio::time::timeout_at(deadline, send).await {
+                Err(_) => Err(BrokerError::NotConfirmed),
+                Ok(r) => r.map_err(BrokerError::from),
+            };
             pending.push(sent);
         }
         let mut results = Vec::with_capacity(messages.len());
         for (sent, m) in pending.into_iter().zip(messages) {
             let outcome = match sent {
                 Err(e) => Err(e),
-                Ok(confirm) => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
                     Err(_) => Err(BrokerError::NotConfirmed),
                     Ok(Err(e)) => Err(e.into()),
                     Ok(Ok(c)) if !c.is_ack() => Err(BrokerError::NotConfirmed),

@@ -221,26 +221,50 @@ pub struct Unsettled {
     pub headers: BTreeMap<String, String>,
 }
 
-/// System-wide (relay only): locks messages that should be on the broker but may not be —
-/// `pending` ones never confirmed, `retrying` ones long past their due time (their wait-queue
-/// copy was lost), `processing` ones whose worker's lease ran out long ago. Rows stay locked
-/// (SKIP LOCKED for other relays) until the transaction ends.
-pub async fn relay_lock_unsettled(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// System-wide (relay only): takes up to `limit` messages that should be on the broker but may
+/// not be, and records that the relay is putting a copy there (`relayed_at`,
+/// `relayed_attempt`), in one statement, so no lock is held while the broker is asked:
+///
+/// - `pending` ones never confirmed, again every `stale_after` until one is;
+/// - `retrying` ones long past their due time (their wait-queue copy was lost) and
+///   `processing` ones whose worker's lease ran out long ago: once per attempt (another copy
+///   only after a consumer claimed the message again), and only while the queue can be
+///   consumed: not paused (`enabled: false` or `workers: 0`), its tenant active and not at
+///   capacity 0. A paused queue's copies wait on the broker for it; adding more would only
+///   multiply them.
+///
+/// `updated_at` is not touched: it is the time of the message's last change of status.
+pub async fn relay_take_unsettled(
+    pool: &Pool,
     stale_after: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Unsettled>> {
-    let rows = tx
+    let client = pool.get().await?;
+    let rows = client
         .query(
-            "SELECT id, tenant_id, queue_name, body, headers FROM messages
-             WHERE status IN ('pending', 'retrying', 'processing')
-               AND updated_at < now() - make_interval(secs => $1)
-               AND (status = 'pending'
-                    OR (status = 'retrying' AND next_attempt_at < now() - make_interval(secs => $1))
-                    OR (status = 'processing' AND locked_until < now() - make_interval(secs => $1)))
-             ORDER BY updated_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED",
+            "WITH taken AS (
+                 SELECT m.id FROM messages m
+                 WHERE m.status IN ('pending', 'retrying', 'processing')
+                   AND m.updated_at < now() - make_interval(secs => $1)
+                   AND ((m.status = 'pending'
+                         AND (m.relayed_at IS NULL OR m.relayed_at < now() - make_interval(secs => $1)))
+                        OR (m.relayed_attempt IS DISTINCT FROM m.total_attempts
+                            AND ((m.status = 'retrying' AND m.next_attempt_at < now() - make_interval(secs => $1))
+                                 OR (m.status = 'processing' AND m.locked_until < now() - make_interval(secs => $1)))
+                            AND EXISTS (SELECT 1 FROM tenants t
+                                        WHERE t.id = m.tenant_id AND t.status = 'active')
+                            AND NOT EXISTS (SELECT 1 FROM consumer_configs c
+                                            WHERE c.tenant_id = m.tenant_id AND c.queue_name = m.queue_name
+                                              AND (NOT c.enabled OR c.workers = 0))
+                            AND NOT EXISTS (SELECT 1 FROM tenant_capacity tc
+                                            WHERE tc.tenant_id = m.tenant_id AND tc.desired_concurrency = 0)))
+                 ORDER BY m.updated_at
+                 LIMIT $2
+                 FOR UPDATE OF m SKIP LOCKED)
+             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
+             FROM taken WHERE messages.id = taken.id
+             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
+                 messages.headers",
             &[&stale_after.as_secs_f64(), &limit],
         )
         .await?;
@@ -256,21 +280,35 @@ pub async fn relay_lock_unsettled(
         .collect())
 }
 
-/// System-wide (relay only): records that these messages are on the broker again.
-pub async fn relay_mark_republished(
-    tx: &deadpool_postgres::Transaction<'_>,
-    ids: &[Uuid],
-) -> Result<()> {
-    tx.execute(
-        "UPDATE messages SET
-             queued_at = CASE WHEN status = 'pending' THEN now() ELSE queued_at END,
-             next_attempt_at = CASE WHEN status = 'retrying' THEN now() ELSE next_attempt_at END,
-             status = CASE WHEN status = 'pending' THEN 'queued' ELSE status END,
-             updated_at = now()
-         WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
+/// System-wide (relay only): the broker confirmed these copies. A `pending` message is now
+/// `queued`; a `retrying` one is due now (its copy is on the work queue, not a wait queue).
+pub async fn relay_mark_republished(pool: &Pool, ids: &[Uuid]) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE messages SET
+                 queued_at = CASE WHEN status = 'pending' THEN now() ELSE queued_at END,
+                 next_attempt_at = CASE WHEN status = 'retrying' THEN now() ELSE next_attempt_at END,
+                 updated_at = CASE WHEN status = 'pending' THEN now() ELSE updated_at END,
+                 status = CASE WHEN status = 'pending' THEN 'queued' ELSE status END
+             WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(())
+}
+
+/// System-wide (relay only): the broker did not confirm these copies; the next sweep tries
+/// them again (unless a consumer moved them on meanwhile).
+pub async fn relay_forget(pool: &Pool, ids: &[Uuid]) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE messages SET relayed_at = NULL, relayed_attempt = NULL
+             WHERE id = ANY($1) AND relayed_attempt = total_attempts",
+            &[&ids],
+        )
+        .await?;
     Ok(())
 }
 

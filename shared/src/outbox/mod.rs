@@ -36,21 +36,28 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// Publishes new or redriven messages and marks the confirmed ones `queued`; returns their ids.
-/// A broker fault leaves the rest `pending` for the relay; only a database fault is an error.
-pub async fn enqueue(
-    ctx: &AppContext,
-    tenant: TenantId,
-    messages: &[&NewMessage],
-) -> Result<Vec<Uuid>> {
+/// Publishes stored (new or redriven) messages and marks the confirmed ones `queued`; returns
+/// the ids now stored as `queued`. The messages are stored before this is called, so nothing
+/// here fails the caller: a broker fault leaves them `pending`, and so does a database fault
+/// while marking them (the broker has a copy, the relay adds another later; consumers are
+/// idempotent). Either way the caller answers with what is stored.
+pub async fn enqueue(ctx: &AppContext, tenant: TenantId, messages: &[&NewMessage]) -> Vec<Uuid> {
     let envelopes: Vec<Envelope> = messages.iter().map(|m| Envelope::of(tenant, m)).collect();
     let confirmed = publish(ctx, &envelopes).await;
-    ctx.writers()
+    count_published(&envelopes, &confirmed);
+    let marked = ctx
+        .writers()
         .mark_queued
         .submit(confirmed.iter().map(|id| (tenant, *id)).collect())
-        .await?;
-    count_published(&envelopes, &confirmed);
-    Ok(confirmed)
+        .await;
+    match marked {
+        Ok(_) => confirmed,
+        Err(e) => {
+            tracing::warn!(error = %e, %tenant, confirmed = confirmed.len(),
+                "published but not marked queued; the messages stay pending for the relay");
+            Vec::new()
+        }
+    }
 }
 
 /// Publishes the messages to their work queues, declaring each queue once; returns the ids the

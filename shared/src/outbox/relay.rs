@@ -1,6 +1,10 @@
 //! The relay: puts back on the broker every accepted message that is not safely there
-//! (see `db::messages::relay_lock_unsettled`). Runs as a background task outside Lambda and as
-//! a scheduled job in AWS. Republishing may duplicate a message; consumers are idempotent.
+//! (see `db::messages::relay_take_unsettled`), at most one copy per attempt and none for a
+//! queue that cannot be consumed. Runs as a background task outside Lambda and as a scheduled
+//! job in AWS. Republishing may duplicate a message; consumers are idempotent. No database
+//! lock or transaction is held while the broker is asked, and the broker is given
+//! `RELAY_PUBLISH_TIMEOUT` at most: a broker that stops confirming (a memory or disk alarm)
+//! delays the relay, never the claims and publishes that share its rows.
 
 use super::Envelope;
 use crate::{
@@ -16,9 +20,7 @@ pub struct RelayReport {
 /// One sweep.
 pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     let cfg = &ctx.config.relay;
-    let mut client = ctx.db.get().await?;
-    let tx = client.transaction().await?;
-    let stale = db::messages::relay_lock_unsettled(&tx, cfg.stale_after, cfg.batch).await?;
+    let stale = db::messages::relay_take_unsettled(&ctx.db, cfg.stale_after, cfg.batch).await?;
     metrics::counter!(m::RELAY_SWEEPS).increment(1);
     let republished = metrics::counter!(m::RELAY_REPUBLISHED);
     if stale.is_empty() {
@@ -42,10 +44,22 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
             })
         })
         .collect();
-    let done = super::publish(ctx, &envelopes).await;
+    let done = tokio::time::timeout(cfg.publish_timeout, super::publish(ctx, &envelopes))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(timeout = ?cfg.publish_timeout, "the broker did not confirm in time");
+            Vec::new()
+        });
     let failed = envelopes.len() - done.len();
-    db::messages::relay_mark_republished(&tx, &done).await?;
-    tx.commit().await?;
+    db::messages::relay_mark_republished(&ctx.db, &done).await?;
+    if failed > 0 {
+        let unconfirmed: Vec<_> = stale
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !done.contains(id))
+            .collect();
+        db::messages::relay_forget(&ctx.db, &unconfirmed).await?;
+    }
     republished.increment(done.len() as u64);
     if !done.is_empty() || failed > 0 {
         tracing::info!(republished = done.len(), failed, "outbox relay sweep");

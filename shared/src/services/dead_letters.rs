@@ -50,7 +50,7 @@ pub async fn redrive(
             break;
         }
         let refs: Vec<_> = batch.iter().collect();
-        let confirmed = crate::outbox::enqueue(ctx, tenant, &refs).await?;
+        let confirmed = crate::outbox::enqueue(ctx, tenant, &refs).await;
         report.redriven += batch.len();
         report.queued += confirmed.len();
         if (batch.len() as i64) < CHUNK {

@@ -122,10 +122,14 @@ async fn publish_valid(
             .into_iter()
             .collect();
     ctx.limits.add_backlog(tenant, inserted.len() as u64);
-    let replays = find_replays(&client, tenant, &messages, &inserted).await?;
+    // From here on some messages may be stored: a fault must not fail the call, or a client
+    // retrying without an idempotency key would store them twice. It answers for the items it
+    // concerns, and the stored ones are answered as stored.
+    let replays = find_replays(&client, tenant, &messages, &inserted).await;
     drop(client);
-    if inserted.len() + replays.len() < messages.len() {
-        // Nothing else keeps a message out: the tenant is unknown or inactive (this names which).
+    if inserted.is_empty() && replays.as_ref().map_or(0, HashMap::len) < messages.len() {
+        // Nothing else keeps every message out: the tenant is unknown or inactive (this names
+        // which).
         super::tenants::get_active(ctx, tenant).await?;
     }
 
@@ -133,7 +137,7 @@ async fn publish_valid(
         .iter()
         .filter(|m| inserted.contains(&m.id.0))
         .collect();
-    let confirmed = crate::outbox::enqueue(ctx, tenant, &fresh).await?;
+    let confirmed = crate::outbox::enqueue(ctx, tenant, &fresh).await;
 
     let now = Utc::now();
     Ok(messages
@@ -154,6 +158,10 @@ async fn publish_valid(
                 });
             }
             let key = msg.idempotency_key.as_deref().unwrap_or_default();
+            let replays = match &replays {
+                Ok(found) => found,
+                Err(e) => return Err(e.same_again()),
+            };
             match replays.get(key) {
                 Some(prior) if same_request(prior, msg) => Ok(Accepted {
                     id: prior.id,

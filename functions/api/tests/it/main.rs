@@ -9,4 +9,5 @@ mod helpers;
 mod jwt;
 mod limits;
 mod messages;
+mod relay;
 mod tenants;

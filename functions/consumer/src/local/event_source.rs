@@ -106,9 +106,16 @@ impl EventSource {
             queues = self.running.len(),
             "event source stopping; finishing batches in flight"
         );
-        let all: Vec<QueueRef> = self.running.keys().cloned().collect();
-        for q in all {
-            self.stop(&q).await;
+        // Every queue stops taking deliveries at once; then the batches in flight finish
+        // together, so the whole drain takes the longest batch, not the sum of them, and fits
+        // the grace period between SIGTERM and SIGKILL.
+        let running: Vec<(QueueRef, Running)> = self.running.drain().collect();
+        for (_, r) in &running {
+            let _ = r.stop.send(true);
+        }
+        for (q, r) in running {
+            let _ = r.handle.await;
+            self.record_applied(&q, 0, false).await;
         }
     }
 

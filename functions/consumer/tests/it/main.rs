@@ -9,4 +9,5 @@ mod helpers;
 mod isolation;
 mod kill;
 mod retries;
+mod shutdown;
 mod webhook;
