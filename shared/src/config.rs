@@ -240,6 +240,9 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How long one sweep waits for the broker to confirm its copies.
     pub publish_timeout: Duration,
+    /// A `queued` message this old, on a queue whose work queue holds nothing ready, has lost
+    /// its broker copy.
+    pub lost_after: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -529,6 +532,7 @@ impl Config {
                 stale_after: v.duration("RELAY_STALE_AFTER", "10s")?,
                 batch: v.parse("RELAY_BATCH", 500)?,
                 publish_timeout: v.duration("RELAY_PUBLISH_TIMEOUT", "10s")?,
+                lost_after: v.duration("RELAY_LOST_AFTER", "5m")?,
             },
             webhook: WebhookConfig {
                 timeout: v.duration("WEBHOOK_TIMEOUT", "10s")?,

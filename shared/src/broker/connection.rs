@@ -260,6 +260,30 @@ impl Broker {
         results
     }
 
+    /// Messages ready on the queue now (not those delivered and unacknowledged); `None` when
+    /// the queue does not exist. A passive declaration on a channel of its own, since a missing
+    /// queue closes the channel it was asked on.
+    pub async fn ready_count(&self, queue: &str) -> Result<Option<u32>, BrokerError> {
+        let ch = self.channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(q) => {
+                let _ = ch.close(200, "counted".into()).await;
+                Ok(Some(q.message_count()))
+            }
+            Err(e) => match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404 => Ok(None),
+                _ => Err(e.into()),
+            },
+        }
+    }
+
     /// Declares a tenant queue's work queue and dead-letter queue, once per connection.
     pub async fn ensure_queue(&self, q: &QueueRef) -> Result<(), BrokerError> {
         let work = work_queue(q);

@@ -280,6 +280,80 @@ pub async fn relay_take_unsettled(
         .collect())
 }
 
+/// Consumable queues (tenant active, not at capacity 0, queue enabled with workers) holding
+/// `queued` messages older than `lost_after` that the relay has not copied for their current
+/// attempt: up to `limit` of them. Whether their copies are lost is the broker's to say.
+pub async fn relay_queues_with_old_queued(
+    pool: &Pool,
+    lost_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(TenantId, String)>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT c.tenant_id, c.queue_name FROM consumer_configs c
+             JOIN tenants t ON t.id = c.tenant_id AND t.status = 'active'
+             WHERE c.enabled AND c.workers > 0
+               AND NOT EXISTS (SELECT 1 FROM tenant_capacity tc
+                               WHERE tc.tenant_id = c.tenant_id AND tc.desired_concurrency = 0)
+               AND EXISTS (SELECT 1 FROM messages m
+                           WHERE m.tenant_id = c.tenant_id AND m.queue_name = c.queue_name
+                             AND m.status IN ('pending', 'queued', 'retrying')
+                             AND m.created_at < now() - make_interval(secs => $1)
+                             AND m.status = 'queued'
+                             AND m.queued_at < now() - make_interval(secs => $1)
+                             AND m.relayed_attempt IS DISTINCT FROM m.total_attempts)
+             LIMIT $2",
+            &[&lost_after.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (TenantId(r.get(0)), r.get(1)))
+        .collect())
+}
+
+/// Takes up to `limit` of the queue's `queued` messages older than `lost_after` that have no
+/// relay copy for their current attempt, recording the copy about to be made (see
+/// [`relay_take_unsettled`]).
+pub async fn relay_take_lost(
+    pool: &Pool,
+    tenant: TenantId,
+    queue: &str,
+    lost_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Unsettled>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "WITH taken AS (
+                 SELECT id FROM messages
+                 WHERE tenant_id = $1 AND queue_name = $2
+                   AND status IN ('pending', 'queued', 'retrying')
+                   AND created_at < now() - make_interval(secs => $3)
+                   AND status = 'queued' AND queued_at < now() - make_interval(secs => $3)
+                   AND relayed_attempt IS DISTINCT FROM total_attempts
+                 ORDER BY created_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
+             FROM taken WHERE messages.id = taken.id
+             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
+                 messages.headers",
+            &[&tenant.0, &queue, &lost_after.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Unsettled {
+            id: r.get("id"),
+            tenant_id: TenantId(r.get("tenant_id")),
+            queue_name: r.get("queue_name"),
+            body: r.get("body"),
+            headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
+        })
+        .collect())
+}
+
 /// System-wide (relay only): the broker confirmed these copies. A `pending` message is now
 /// `queued`; a `retrying` one is due now (its copy is on the work queue, not a wait queue).
 pub async fn relay_mark_republished(pool: &Pool, ids: &[Uuid]) -> Result<()> {

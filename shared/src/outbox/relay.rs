@@ -17,16 +17,88 @@ pub struct RelayReport {
     pub failed: usize,
 }
 
-/// One sweep.
+/// One sweep: unsettled messages (see `db::messages::relay_take_unsettled`), then `queued`
+/// ones whose copies the broker no longer holds ([`recover_lost`]).
 pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     let cfg = &ctx.config.relay;
-    let stale = db::messages::relay_take_unsettled(&ctx.db, cfg.stale_after, cfg.batch).await?;
     metrics::counter!(m::RELAY_SWEEPS).increment(1);
-    let republished = metrics::counter!(m::RELAY_REPUBLISHED);
+    let stale = db::messages::relay_take_unsettled(&ctx.db, cfg.stale_after, cfg.batch).await?;
+    let mut report = republish(ctx, &stale).await?;
+    let lost = recover_lost(ctx).await?;
+    report.republished += lost.republished;
+    report.failed += lost.failed;
+    if report != RelayReport::default() {
+        tracing::info!(
+            republished = report.republished,
+            failed = report.failed,
+            "outbox relay sweep"
+        );
+    }
+    Ok(report)
+}
+
+/// `queued` messages whose broker copy is gone: dead-lettered by the broker on its delivery
+/// limit, or lost. A message is `queued` until a consumer claims it, so one older than
+/// `RELAY_LOST_AFTER` on a consumable queue whose work queue holds no ready message has no
+/// copy left to wait for; it gets one (once per attempt). A queue that still holds messages
+/// is merely backed up, and gets none.
+async fn recover_lost(ctx: &AppContext) -> Result<RelayReport> {
+    let cfg = &ctx.config.relay;
+    let mut report = RelayReport::default();
+    let queues = db::messages::relay_queues_with_old_queued(&ctx.db, cfg.lost_after, 100).await?;
+    for (tenant, queue_name) in queues {
+        let Ok(name) = QueueName::parse(&queue_name) else {
+            continue;
+        };
+        let queue = QueueRef::new(tenant, name);
+        match holds_nothing(ctx, &crate::broker::work_queue(&queue)).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count a work queue; lost copies wait");
+                return Ok(report);
+            }
+        }
+        let lost =
+            db::messages::relay_take_lost(&ctx.db, tenant, &queue_name, cfg.lost_after, cfg.batch)
+                .await?;
+        if !lost.is_empty() {
+            tracing::warn!(%tenant, queue = %queue_name, messages = lost.len(),
+                "queued messages without a broker copy; republishing");
+        }
+        let r = republish(ctx, &lost).await?;
+        report.republished += r.republished;
+        report.failed += r.failed;
+    }
+    Ok(report)
+}
+
+/// Whether the work queue holds no copy at all: none ready (exact, over AMQP) and, where the
+/// management API is configured, none delivered and unacknowledged (as last sampled). Without
+/// the management API a message delivered but not yet claimed at the tail of an old backlog
+/// may get one extra copy, which the claim fences.
+async fn holds_nothing(ctx: &AppContext, work_queue: &str) -> anyhow::Result<bool> {
+    if ctx.broker.ready_count(work_queue).await?.unwrap_or(0) > 0 {
+        return Ok(false);
+    }
+    match ctx.config.rabbitmq_management_url.as_deref() {
+        None => Ok(true),
+        Some(url) => {
+            Ok(
+                crate::broker::stats::unacked(&ctx.http, url, &ctx.config.rabbitmq_url, work_queue)
+                    .await?
+                    == 0,
+            )
+        }
+    }
+}
+
+/// Publishes the taken messages (bounded by `RELAY_PUBLISH_TIMEOUT`) and records the outcome.
+async fn republish(ctx: &AppContext, stale: &[db::messages::Unsettled]) -> Result<RelayReport> {
+    let cfg = &ctx.config.relay;
     if stale.is_empty() {
         return Ok(RelayReport::default());
     }
-
     let bodies: Vec<Vec<u8>> = stale
         .iter()
         .map(|m| serde_json::to_vec(&m.body).unwrap_or_default())
@@ -60,10 +132,7 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
             .collect();
         db::messages::relay_forget(&ctx.db, &unconfirmed).await?;
     }
-    republished.increment(done.len() as u64);
-    if !done.is_empty() || failed > 0 {
-        tracing::info!(republished = done.len(), failed, "outbox relay sweep");
-    }
+    metrics::counter!(m::RELAY_REPUBLISHED).increment(done.len() as u64);
     Ok(RelayReport {
         republished: done.len(),
         failed,

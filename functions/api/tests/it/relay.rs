@@ -232,3 +232,79 @@ async fn an_identical_retry_replays_whatever_its_numbers() {
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["idempotent_replay"], true);
 }
+
+/// Messages ready on the tenant queue's work queue, left in place.
+async fn ready(app: &TestApp, tenant: &str, queue: &str) -> u32 {
+    let q = shared::broker::QueueRef::new(
+        tenant.parse().unwrap(),
+        shared::domain::QueueName::parse(queue).unwrap(),
+    );
+    let name = shared::broker::work_queue(&q);
+    app.ctx
+        .broker
+        .ready_count(&name)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// Makes the message look `queued` for ten minutes (its broker copy long overdue).
+async fn queued_long_ago(app: &TestApp, id: &str) {
+    let client = app.ctx.db.get().await.unwrap();
+    let changed = client
+        .execute(
+            "UPDATE messages SET created_at = now() - interval '10 minutes',
+                 queued_at = now() - interval '10 minutes',
+                 updated_at = now() - interval '10 minutes'
+             WHERE id = $1 AND status = 'queued'",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// Issue #15, defect 3: a `queued` message whose broker copy is gone (the broker
+/// dead-lettered it on its delivery limit, or lost it) gets a new one once its work queue
+/// holds nothing ready, once per attempt; a queue that still holds messages is merely backed
+/// up and gets none, and neither does a paused one. Before the fix such a message stayed
+/// `queued` forever.
+#[tokio::test]
+async fn a_queued_message_whose_copy_is_gone_gets_one_again() {
+    let app = spawn_with(|c| c.relay.lost_after = Duration::from_secs(60)).await;
+    let tenant = app.create_tenant().await;
+    // Its copy taken off the broker: lost.
+    let lost = publish_drained(&app, &tenant, "lost").await;
+    queued_long_ago(&app, &lost).await;
+    // An old message on a queue that still holds another one: backed up, not lost.
+    let r = app.publish(&tenant, "busy", json!(1)).await;
+    let old = r.body["id"].as_str().unwrap().to_string();
+    queued_long_ago(&app, &old).await;
+    // Lost, but on a paused queue: its consumer would not take it.
+    let paused = publish_drained(&app, &tenant, "paused").await;
+    queued_long_ago(&app, &paused).await;
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/tenants/{tenant}/consumers/paused/config"),
+        Some(&app.admin),
+        Some(json!({"workers": 0})),
+    )
+    .await;
+
+    sweep(&app, 3).await;
+    // Counted in place first: taking copies off a queue would make it look lost to the
+    // relays of tests running alongside.
+    assert_eq!(ready(&app, &tenant, "busy").await, 1, "only its own copy");
+    assert_eq!(ready(&app, &tenant, "paused").await, 0);
+    assert_eq!(copies(&app, &tenant, "lost", &lost).await, 1);
+    let stored = app
+        .get(
+            &format!("/api/v1/tenants/{tenant}/messages/{lost}"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(stored.body["status"], "queued");
+    // Lost again before any consumer claimed it: no more copies for this attempt.
+    sweep(&app, 2).await;
+    assert_eq!(copies(&app, &tenant, "lost", &lost).await, 0);
+}
