@@ -339,10 +339,7 @@ impl Config {
                 &format!("must be within 1..={max_workers} (CONSUMER_MAX_WORKERS)"),
             ));
         }
-        let retry_delay = v.duration("CONSUMER_RETRY_DELAY", "5s")?;
-        if retry_delay.is_zero() {
-            return Err(v.error("CONSUMER_RETRY_DELAY", "must be greater than zero"));
-        }
+        let retry_delay = v.period("CONSUMER_RETRY_DELAY", "5s")?;
         let processing_timeout = v.duration("CONSUMER_PROCESSING_TIMEOUT", "30s")?;
         let function_timeout = v.duration("CONSUMER_FUNCTION_TIMEOUT", "900s")?;
         if function_timeout > MAX_FUNCTION_TIMEOUT {
@@ -492,7 +489,7 @@ impl Config {
                 function_timeout,
                 batch_size,
                 batch_window: v.duration("CONSUMER_BATCH_WINDOW", "50ms")?,
-                config_poll_interval: v.duration("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
+                config_poll_interval: v.period("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
                 invoke_endpoint: lookup("CONSUMER_INVOKE_ENDPOINT").filter(|s| !s.is_empty()),
                 function_name: v.string("CONSUMER_FUNCTION_NAME", "consumer"),
                 tenants: v
@@ -523,7 +520,7 @@ impl Config {
             },
             relay: RelayConfig {
                 enabled: v.parse("RELAY_ENABLED", true)?,
-                interval: v.duration("RELAY_INTERVAL", "5s")?,
+                interval: v.period("RELAY_INTERVAL", "5s")?,
                 stale_after: v.duration("RELAY_STALE_AFTER", "10s")?,
                 batch: v.parse("RELAY_BATCH", 500)?,
             },
@@ -642,6 +639,16 @@ impl Vars<'_> {
         })
     }
 
+    /// A duration that must not be zero: a period (`tokio::time::interval` panics on zero, and a
+    /// polling loop would spin) or a delay.
+    fn period(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(var, default)?;
+        if d.is_zero() {
+            return Err(self.error(var, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
     fn error(&self, var: &'static str, reason: &str) -> ConfigError {
         ConfigError {
             var,
@@ -721,6 +728,18 @@ mod tests {
             (c.log_format, c.log_level.as_str()),
             (LogFormat::Text, "info")
         );
+    }
+
+    /// These feed `tokio::time::interval` (which panics on zero) or a polling loop.
+    #[test]
+    fn periods_must_not_be_zero() {
+        for var in ["RELAY_INTERVAL", "CONSUMER_CONFIG_POLL_INTERVAL"] {
+            let err = with(&[(var, "0s")]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(with(&[(var, "1ms")]).is_ok(), "{var}");
+        }
+        // Refused with the relay off too: zero is never a period.
+        assert!(with(&[("RELAY_INTERVAL", "0ms"), ("RELAY_ENABLED", "false")]).is_err());
     }
 
     #[test]
