@@ -27,6 +27,8 @@ export CONTROL_QUEUE_URL="${CONTROL_QUEUE_URL:-$AWS_ENDPOINT_URL/000000000000/ms
 export TENANT_FUNCTION_TEMPLATE="${TENANT_FUNCTION_TEMPLATE:-consumer}"
 export WEBHOOK_ALLOW_PRIVATE="${WEBHOOK_ALLOW_PRIVATE:-true}"
 export WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}"
+# Inside Lambda (as under cargo lambda watch) the public development JWT secret is refused.
+export JWT_SECRET="${JWT_SECRET:-dev-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 export PATH="$(scripts/cargo-lambda.sh --bin-dir):$PATH"
 
 pids=()
@@ -61,7 +63,7 @@ cat <<MSG
   API function   $invoke/api/v1   (health: /health; Invoke API: $invoke/2015-03-31/functions/<name>/invocations)
   Consumers      event source -> consumer function (Invoke API), each tenant capped at its capacity
   Control jobs   $CONTROL_QUEUE_URL -> provisioner function -> LocalStack Lambda ($AWS_ENDPOINT_URL)
-  Admin token:   export TOKEN=\$(make -s token)
+  Admin token:   export TOKEN=\$(JWT_SECRET=$JWT_SECRET make -s token)
   Stop with Ctrl-C.
 
 MSG

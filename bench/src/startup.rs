@@ -96,6 +96,8 @@ pub async fn lambda(binary: &str, database_url: &str) -> anyhow::Result<Start> {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(processes::bin(binary));
     cmd.env("AWS_LAMBDA_RUNTIME_API", &addr)
+        // Inside Lambda the development default is refused.
+        .env("JWT_SECRET", "bench-startup-secret")
         .env("LOG_LEVEL", "warn")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -2,12 +2,15 @@
 //! JWKS document (an identity provider such as Cognito). An `admin` token manages everything; a
 //! tenant token is bound to one tenant id and reaches only that tenant's routes.
 
-use std::time::{Duration, Instant};
+mod jwks;
+
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::jwks::RemoteJwks;
 use crate::{
     config::JwtConfig,
     domain::TenantId,
@@ -80,24 +83,6 @@ struct PublicKey {
     key: DecodingKey,
 }
 
-/// Keys from a JWKS URL, refreshed after the TTL and on an unknown `kid`.
-struct RemoteJwks {
-    url: String,
-    http: reqwest::Client,
-    ttl: Duration,
-    min_refresh: Duration,
-    state: tokio::sync::Mutex<JwksState>,
-}
-
-#[derive(Default)]
-struct JwksState {
-    keys: Vec<PublicKey>,
-    fetched_at: Option<Instant>,
-    /// The last fetch, successful or not: while the provider is down, requests do not each
-    /// wait for a fetch of their own.
-    attempted_at: Option<Instant>,
-}
-
 /// Verifies bearer tokens: HS256 with the shared secret (local use), RS256/ES256 with
 /// configured PEM keys or a JWKS document. The token's `alg` must match its key's; `none` and
 /// an HS256 token "signed" with a public key never verify.
@@ -105,7 +90,7 @@ pub struct Authenticator {
     hs256: Option<DecodingKey>,
     encoding: EncodingKey,
     static_keys: Vec<PublicKey>,
-    remote: Option<RemoteJwks>,
+    remote: Option<Arc<RemoteJwks>>,
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: u64,
@@ -138,16 +123,10 @@ impl Authenticator {
         if let Some(jwks) = &jwt.jwks {
             static_keys.extend(keys_from_jwks(&inline_or_file(jwks, "{")?)?);
         }
-        let remote = jwt.jwks_url.as_ref().map(|url| RemoteJwks {
-            url: url.clone(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("HTTP client"),
-            ttl: jwt.jwks_cache_ttl,
-            min_refresh: jwt.jwks_min_refresh,
-            state: Default::default(),
-        });
+        let remote = jwt
+            .jwks_url
+            .as_ref()
+            .map(|url| RemoteJwks::new(url, jwt.jwks_cache_ttl, jwt.jwks_min_refresh));
         let mut auth = Self::hs256(secret);
         if !jwt.hs256_enabled {
             auth.hs256 = None;
@@ -234,7 +213,7 @@ impl Authenticator {
     async fn public_keys(&self, alg: Algorithm, kid: Option<&str>) -> Vec<DecodingKey> {
         let mut keys: Vec<PublicKey> = self.static_keys.clone();
         if let Some(remote) = &self.remote {
-            keys.extend(remote.keys(kid).await);
+            keys.extend(RemoteJwks::keys(remote, kid).await.iter().cloned());
         }
         keys.into_iter()
             .filter(|k| k.alg == alg)
@@ -284,46 +263,6 @@ impl Authenticator {
     pub fn mint(&self, claims: &Claims) -> Result<String> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|e| Error::Internal(e.into()))
-    }
-}
-
-impl RemoteJwks {
-    /// The cached keys, fetched again when stale, or when `kid` is unknown and the last fetch
-    /// is older than `min_refresh` (so unknown kids cannot make us hammer the provider).
-    async fn keys(&self, kid: Option<&str>) -> Vec<PublicKey> {
-        let mut state = self.state.lock().await;
-        let age = state.fetched_at.map(|t| t.elapsed());
-        let unknown_kid =
-            kid.is_some_and(|k| !state.keys.iter().any(|key| key.kid.as_deref() == Some(k)));
-        let stale = age.is_none_or(|a| a >= self.ttl);
-        let may_refresh = state
-            .attempted_at
-            .is_none_or(|t| t.elapsed() >= self.min_refresh);
-        if (stale || unknown_kid) && may_refresh {
-            state.attempted_at = Some(Instant::now());
-            match self.fetch().await {
-                Ok(keys) => {
-                    state.keys = keys;
-                    state.fetched_at = Some(Instant::now());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot fetch the JWKS; keeping the cached keys")
-                }
-            }
-        }
-        state.keys.clone()
-    }
-
-    async fn fetch(&self) -> anyhow::Result<Vec<PublicKey>> {
-        let text = self
-            .http
-            .get(&self.url)
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        keys_from_jwks(&text)
     }
 }
 

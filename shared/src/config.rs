@@ -344,10 +344,7 @@ impl Config {
                 &format!("must be within 1..={max_workers} (CONSUMER_MAX_WORKERS)"),
             ));
         }
-        let retry_delay = v.duration("CONSUMER_RETRY_DELAY", "5s")?;
-        if retry_delay.is_zero() {
-            return Err(v.error("CONSUMER_RETRY_DELAY", "must be greater than zero"));
-        }
+        let retry_delay = v.period("CONSUMER_RETRY_DELAY", "5s")?;
         let processing_timeout = v.duration("CONSUMER_PROCESSING_TIMEOUT", "30s")?;
         let function_timeout = v.duration("CONSUMER_FUNCTION_TIMEOUT", "900s")?;
         if function_timeout > MAX_FUNCTION_TIMEOUT {
@@ -447,6 +444,17 @@ impl Config {
             role_claim: v.string("JWT_ROLE_CLAIM", "role"),
             tenant_claim: v.string("JWT_TENANT_CLAIM", "tenant_id"),
         };
+        let jwt_secret = v.string("JWT_SECRET", DEV_JWT_SECRET);
+        if in_lambda && jwt.hs256_enabled && jwt_secret == DEV_JWT_SECRET {
+            // The default is public: with it anyone could mint an admin token.
+            return Err(v.error(
+                "JWT_SECRET",
+                "inside Lambda HS256 needs a secret of the deployment's own, not the public \
+                 development default; set JWT_SECRET, or verify an identity provider's tokens \
+                 only (JWT_JWKS_URL, JWT_JWKS or JWT_PUBLIC_KEYS, with JWT_HS256_ENABLED unset \
+                 or false)",
+            ));
+        }
 
         let control_kind = match v.string("CONTROL_PLANE", "local").as_str() {
             "local" => ControlPlaneKind::Local,
@@ -485,7 +493,7 @@ impl Config {
             consumer_metrics_port: v.parse("CONSUMER_METRICS_PORT", 8081)?,
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,
-            jwt_secret: v.string("JWT_SECRET", DEV_JWT_SECRET),
+            jwt_secret,
             jwt,
             consumer: ConsumerDefaults {
                 default_workers,
@@ -497,7 +505,7 @@ impl Config {
                 function_timeout,
                 batch_size,
                 batch_window: v.duration("CONSUMER_BATCH_WINDOW", "50ms")?,
-                config_poll_interval: v.duration("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
+                config_poll_interval: v.period("CONSUMER_CONFIG_POLL_INTERVAL", "1s")?,
                 invoke_endpoint: lookup("CONSUMER_INVOKE_ENDPOINT").filter(|s| !s.is_empty()),
                 function_name: v.string("CONSUMER_FUNCTION_NAME", "consumer"),
                 tenants: v
@@ -528,7 +536,7 @@ impl Config {
             },
             relay: RelayConfig {
                 enabled: v.parse("RELAY_ENABLED", true)?,
-                interval: v.duration("RELAY_INTERVAL", "5s")?,
+                interval: v.period("RELAY_INTERVAL", "5s")?,
                 stale_after: v.duration("RELAY_STALE_AFTER", "10s")?,
                 batch: v.parse("RELAY_BATCH", 500)?,
                 publish_timeout: v.duration("RELAY_PUBLISH_TIMEOUT", "10s")?,
@@ -610,7 +618,8 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// The development secret; start-up warns when it is in use.
+/// The development secret. It is public: inside Lambda configuration refuses it while HS256 is
+/// enabled; elsewhere the API warns at start-up when it is in use.
 pub const DEV_JWT_SECRET: &str = "local-development-secret-change-me";
 
 struct Vars<'a> {
@@ -649,6 +658,16 @@ impl Vars<'_> {
         })
     }
 
+    /// A duration that must not be zero: a period (`tokio::time::interval` panics on zero, and a
+    /// polling loop would spin) or a delay.
+    fn period(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(var, default)?;
+        if d.is_zero() {
+            return Err(self.error(var, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
     fn error(&self, var: &'static str, reason: &str) -> ConfigError {
         ConfigError {
             var,
@@ -673,7 +692,10 @@ mod tests {
 
     #[test]
     fn lambdas_logging_configuration_wins_inside_lambda() {
-        let lambda = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")];
+        let lambda = [
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("JWT_SECRET", "a-deployment-secret"),
+        ];
         let c = with(&lambda).unwrap();
         assert_eq!(
             (c.log_format, c.log_level.as_str()),
@@ -682,6 +704,7 @@ mod tests {
 
         let own = [
             lambda[0],
+            lambda[1],
             ("LOG_FORMAT", "text"),
             ("LOG_LEVEL", "debug,lapin=warn"),
         ];
@@ -695,6 +718,7 @@ mod tests {
             own[0],
             own[1],
             own[2],
+            own[3],
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
             ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
         ];
@@ -706,6 +730,7 @@ mod tests {
 
         let fatal = [
             lambda[0],
+            lambda[1],
             ("AWS_LAMBDA_LOG_LEVEL", "FATAL"),
             ("AWS_LAMBDA_LOG_FORMAT", "Text"),
         ];
@@ -715,7 +740,7 @@ mod tests {
             (LogFormat::Text, "error")
         );
 
-        let bad = [lambda[0], ("AWS_LAMBDA_LOG_LEVEL", "VERBOSE")];
+        let bad = [lambda[0], lambda[1], ("AWS_LAMBDA_LOG_LEVEL", "VERBOSE")];
         assert_eq!(with(&bad).unwrap_err().var, "AWS_LAMBDA_LOG_LEVEL");
 
         // Outside Lambda the variables mean nothing.
@@ -728,6 +753,50 @@ mod tests {
             (c.log_format, c.log_level.as_str()),
             (LogFormat::Text, "info")
         );
+    }
+
+    /// Inside Lambda HS256 needs a secret of the deployment's own: the development default
+    /// is public, so it would let anyone mint an admin token.
+    #[test]
+    fn lambda_refuses_the_development_jwt_secret() {
+        let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        for vars in [
+            vec![lambda],
+            vec![lambda, ("JWT_SECRET", "  ")],
+            vec![lambda, ("JWT_SECRET", DEV_JWT_SECRET)],
+            vec![
+                lambda,
+                ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
+                ("JWT_HS256_ENABLED", "true"),
+            ],
+        ] {
+            let err = with(&vars).unwrap_err();
+            assert_eq!(err.var, "JWT_SECRET", "{vars:?}: {err}");
+        }
+        for vars in [
+            vec![lambda, ("JWT_SECRET", "a-deployment-secret")],
+            // HS256 off: no secret is needed.
+            vec![lambda, ("JWT_JWKS_URL", "https://idp.example/jwks.json")],
+            vec![lambda, ("JWT_HS256_ENABLED", "false")],
+            // Outside Lambda the development default stays (local use).
+            vec![],
+        ] {
+            assert!(with(&vars).is_ok(), "{vars:?}");
+        }
+        let c = with(&[]).unwrap();
+        assert_eq!(c.jwt_secret, DEV_JWT_SECRET);
+    }
+
+    /// These feed `tokio::time::interval` (which panics on zero) or a polling loop.
+    #[test]
+    fn periods_must_not_be_zero() {
+        for var in ["RELAY_INTERVAL", "CONSUMER_CONFIG_POLL_INTERVAL"] {
+            let err = with(&[(var, "0s")]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(with(&[(var, "1ms")]).is_ok(), "{var}");
+        }
+        // Refused with the relay off too: zero is never a period.
+        assert!(with(&[("RELAY_INTERVAL", "0ms"), ("RELAY_ENABLED", "false")]).is_err());
     }
 
     #[test]

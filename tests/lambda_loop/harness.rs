@@ -19,7 +19,10 @@ pub fn localstack() -> String {
 }
 
 pub fn test_config() -> Config {
-    shared::testkit::test_config()
+    let mut config = shared::testkit::test_config();
+    // The functions run in Lambda mode, which refuses the development secret.
+    config.jwt_secret = shared::testkit::LAMBDA_JWT_SECRET.into();
+    config
 }
 
 /// What every process of the loop reads: the test database, the broker, LocalStack (dummy

@@ -414,6 +414,7 @@ async fn a_lambda_invocation_writes_an_emf_document_to_stdout() {
     let mut cmd = tokio::process::Command::new(system_tests::bin("consumer"));
     cmd.env("DATABASE_URL", &ctx.config.database_url)
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
+        .env("JWT_SECRET", shared::testkit::LAMBDA_JWT_SECRET)
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     for (k, v) in &lambda_env {

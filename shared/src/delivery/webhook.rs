@@ -4,10 +4,16 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use reqwest::{StatusCode, Url, header::RETRY_AFTER, redirect::Policy};
+use reqwest::{
+    StatusCode, Url,
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT},
+    redirect::Policy,
+};
 
 use super::{Outcome, Processor, Task, address_guard, signature};
-use crate::config::WebhookConfig;
+use crate::{config::WebhookConfig, domain::headers};
+
+const AGENT: &str = "msgsvc-webhook/1";
 
 pub struct WebhookProcessor {
     client: reqwest::Client,
@@ -21,8 +27,7 @@ impl WebhookProcessor {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             // A redirect could point anywhere, including inside the network.
-            .redirect(Policy::none())
-            .user_agent("msgsvc-webhook/1");
+            .redirect(Policy::none());
         if !config.allow_private {
             builder = builder.dns_resolver(address_guard::GuardedResolver);
         }
@@ -71,19 +76,22 @@ impl Processor for WebhookProcessor {
                 error: "the queue's signing secret is malformed".into(),
             };
         };
-        let mut req = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(signature::ID_HEADER, &id)
-            .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
-            .header(signature::SIGNATURE_HEADER, sig)
-            .header("x-msg-tenant-id", job.tenant_id.to_string())
-            .header("x-msg-queue", job.queue_name)
-            .header("x-msg-attempt", job.attempt.to_string());
-        for (k, v) in job.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
+        let name = HeaderName::from_static;
+        let own = [
+            (CONTENT_TYPE, "application/json".to_string()),
+            (USER_AGENT, AGENT.to_string()),
+            (name(signature::ID_HEADER), id),
+            (name(signature::TIMESTAMP_HEADER), timestamp.to_string()),
+            (name(signature::SIGNATURE_HEADER), sig),
+            (name("x-msg-tenant-id"), job.tenant_id.to_string()),
+            (name("x-msg-queue"), job.queue_name.to_string()),
+            (name("x-msg-attempt"), job.attempt.to_string()),
+        ];
+        let headers = match request_headers(job, own) {
+            Ok(h) => h,
+            Err(error) => return Outcome::Fail { error },
+        };
+        let req = self.client.post(url).headers(headers);
         match req.body(job.body.to_vec()).send().await {
             Ok(resp) => classify(resp.status(), retry_after(&resp)),
             Err(e) if is_refused(&e) => Outcome::Fail {
@@ -93,6 +101,30 @@ impl Processor for WebhookProcessor {
             Err(e) => Outcome::retry(format!("endpoint unreachable: {}", root_cause(&e))),
         }
     }
+}
+
+/// The message's own headers less the reserved names (which messages stored before a name was
+/// reserved may still carry), then the delivery's `own`, each replacing any value of its name:
+/// a message can neither forge the signature nor steer the request's framing or routing.
+fn request_headers(
+    job: &Task<'_>,
+    own: impl IntoIterator<Item = (HeaderName, String)>,
+) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    let tenant = job.headers.iter().filter(|(n, _)| !headers::is_reserved(n));
+    for (name, value) in tenant {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header name {name:?} cannot be sent over HTTP"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("header {name:?} has a value HTTP cannot carry"))?;
+        map.append(name, value);
+    }
+    for (name, value) in own {
+        let value = HeaderValue::try_from(value)
+            .map_err(|_| format!("header {name:?} has a value HTTP cannot carry"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>) -> Outcome {
@@ -168,6 +200,120 @@ mod tests {
             classify(StatusCode::NOT_FOUND, None),
             Outcome::Fail { .. }
         ));
+    }
+
+    /// The head of one request to a local endpoint, which answers 204: its header lines,
+    /// names in lower case.
+    async fn delivered_headers(headers: &[(&str, &str)]) -> (Vec<(String, String)>, Outcome) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let endpoint = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = conn.read(&mut buf).await.unwrap();
+                assert!(read > 0, "the request ended before its head");
+                head.extend_from_slice(&buf[..read]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let processor = WebhookProcessor::new(&WebhookConfig {
+            timeout: Duration::from_secs(5),
+            allow_private: true,
+            allow_http: true,
+        })
+        .unwrap();
+        let tenant_id = crate::domain::TenantId::generate();
+        let now = chrono::Utc::now();
+        let config = crate::domain::ConsumerConfig {
+            tenant_id,
+            queue_name: "orders".into(),
+            workers: 1,
+            retry_attempts: 0,
+            retry_delay_ms: 1000,
+            enabled: true,
+            endpoint_url: Some(url),
+            signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let task = Task {
+            message_id: crate::domain::MessageId::generate(),
+            tenant_id,
+            queue_name: "orders",
+            body: b"{}",
+            headers: &headers,
+            attempt: 1,
+            config: &config,
+        };
+        let outcome = processor.process(&task).await;
+        let head = endpoint.await.unwrap();
+        let lines = head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        (lines, outcome)
+    }
+
+    /// A message's own headers never replace or double the delivery's, nor steer framing and
+    /// routing: messages stored before these names were reserved carry them still.
+    #[tokio::test]
+    async fn the_delivery_sets_its_own_headers_last() {
+        let (lines, outcome) = delivered_headers(&[
+            ("webhook-signature", "v1,forged"),
+            ("Webhook-Id", "msg_forged"),
+            ("webhook-timestamp", "1"),
+            ("Content-Type", "text/plain"),
+            ("Host", "internal.example"),
+            ("X-Msg-Queue", "other"),
+            ("User-Agent", "forged/1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "upgrade"),
+            ("Upgrade", "websocket"),
+            ("trace-id", "t-1"),
+        ])
+        .await;
+        assert_eq!(outcome, Outcome::Completed);
+        let values = |name: &str| -> Vec<&str> {
+            lines
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        for name in [
+            "webhook-signature",
+            "webhook-id",
+            "webhook-timestamp",
+            "content-type",
+            "host",
+            "x-msg-queue",
+            "user-agent",
+        ] {
+            assert_eq!(values(name).len(), 1, "{name}: {lines:?}");
+        }
+        assert_ne!(values("webhook-signature"), ["v1,forged"]);
+        assert_ne!(values("webhook-id"), ["msg_forged"]);
+        assert_eq!(values("content-type"), ["application/json"]);
+        assert!(values("host")[0].starts_with("127.0.0.1:"), "{lines:?}");
+        assert_eq!(values("x-msg-queue"), ["orders"]);
+        assert_eq!(values("user-agent"), ["msgsvc-webhook/1"]);
+        assert_eq!(values("content-length"), ["2"]);
+        for name in ["transfer-encoding", "upgrade"] {
+            assert!(values(name).is_empty(), "{name}: {lines:?}");
+        }
+        assert_eq!(values("trace-id"), ["t-1"]);
     }
 
     #[test]

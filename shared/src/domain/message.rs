@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{MessageId, QueueName, TenantId};
+use super::{MessageId, QueueName, TenantId, headers};
 use crate::error::{Code, Error};
 
 /// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
@@ -97,24 +97,7 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_HEADER_NAME_LEN: usize = 128;
 pub const MAX_HEADER_VALUE_LEN: usize = 1024;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// Header names the service sets on the broker message; tenants may not use this prefix.
-pub const RESERVED_HEADER_PREFIX: &str = "x-msg-";
-
-/// Header names as the document states them: the charset and length, and not the reserved
-/// prefix in any case (`(?!...)` is ECMA-262 and Python alike).
-pub fn header_name_pattern() -> String {
-    let prefix: String = RESERVED_HEADER_PREFIX
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphabetic() {
-                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    format!("^(?!{prefix})[A-Za-z0-9._-]{{1,{MAX_HEADER_NAME_LEN}}}$")
-}
+pub use super::headers::header_name_pattern;
 
 /// A publish request that passed every rule; the only way to build one is `NewMessage::parse`.
 #[derive(Clone, Debug)]
@@ -225,13 +208,13 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
                 ),
             ));
         }
-        if name
-            .to_ascii_lowercase()
-            .starts_with(RESERVED_HEADER_PREFIX)
-        {
+        if headers::is_reserved(name) {
             return Err(Error::invalid(
                 Code::InvalidHeaders,
-                format!("header names starting with {RESERVED_HEADER_PREFIX:?} are reserved"),
+                format!(
+                    "header name {name:?} is reserved for the service: {}",
+                    headers::reserved_description()
+                ),
             ));
         }
         // In characters, as JSON Schema's `maxLength` counts.
@@ -296,7 +279,32 @@ mod tests {
     fn header_name_pattern_is_the_rule() {
         let pattern = lookahead::compile(&header_name_pattern());
         for name in [
-            "trace-id", "X-Msg", "x-msgs", "a.b_c", "X-MSG-x", "x-msg-", "", "a b", "é",
+            "trace-id",
+            "X-Msg",
+            "x-msgs",
+            "a.b_c",
+            "X-MSG-x",
+            "x-msg-",
+            "",
+            "a b",
+            "é",
+            "webhook-id",
+            "WebHook-Signature",
+            "webhook-",
+            "webhook",
+            "webhooks-id",
+            "Host",
+            "hostname",
+            "my-host",
+            "content-length",
+            "Content-Lengths",
+            "TE",
+            "tea",
+            "Transfer-Encoding",
+            "connection",
+            "user-agent",
+            "user-agents",
+            "expect.1",
         ] {
             let parsed = parse(json!(1), &[(name, "v")]).is_ok();
             assert_eq!(pattern(name), parsed, "{name:?}");
@@ -305,17 +313,30 @@ mod tests {
         assert!(!pattern(&long) && parse(json!(1), &[(long.as_str(), "v")]).is_err());
     }
 
-    /// Lookahead is beyond the `regex` crate: the negative prefix is checked by hand and the
-    /// rest by `regex`.
+    /// Lookahead is beyond the `regex` crate: the leading `(?!...)`, up to its matching
+    /// parenthesis, becomes a regex of its own that must not match at the start, and the rest
+    /// is matched as it stands.
     mod lookahead {
         pub fn compile(pattern: &str) -> impl Fn(&str) -> bool + use<> {
-            let rest = pattern
+            let inner = pattern
                 .strip_prefix("^(?!")
-                .and_then(|p| p.split_once(')'))
                 .expect("a leading negative lookahead");
-            let prefix = regex::Regex::new(&format!("^{}", rest.0)).unwrap();
-            let body = regex::Regex::new(&format!("^{}", rest.1)).unwrap();
-            move |s| !prefix.is_match(s) && body.is_match(s)
+            let mut depth = 1;
+            let end = inner
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .expect("a closed lookahead")
+                .0;
+            let refused = regex::Regex::new(&format!("^(?:{})", &inner[..end])).unwrap();
+            let body = regex::Regex::new(&format!("^{}", &inner[end + 1..])).unwrap();
+            move |s| !refused.is_match(s) && body.is_match(s)
         }
     }
 
@@ -326,6 +347,22 @@ mod tests {
             assert_eq!(
                 parse(json!(1), &[bad]).unwrap_err().code(),
                 "invalid_headers"
+            );
+        }
+        // What the webhook delivery sets or HTTP framing reads, in any case.
+        for name in [
+            "webhook-signature",
+            "Webhook-Id",
+            "HOST",
+            "Content-Length",
+            "connection",
+        ] {
+            let err = parse(json!(1), &[(name, "x")]).unwrap_err();
+            assert_eq!(err.code(), "invalid_headers", "{name}");
+            let text = err.to_string();
+            assert!(
+                text.contains("`webhook-`") && text.contains("`host`"),
+                "{text}"
             );
         }
     }

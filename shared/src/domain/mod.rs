@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod consumer_config;
 pub mod duration;
+pub mod headers;
 pub mod ids;
 pub mod limits;
 pub mod message;

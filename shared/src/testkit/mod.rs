@@ -5,7 +5,9 @@
 
 pub mod runtime_api;
 
-pub use runtime_api::{Invocation, InvokeOptions, RuntimeApi, json_lines, shut_down, terminate};
+pub use runtime_api::{
+    Invocation, InvokeOptions, LAMBDA_JWT_SECRET, RuntimeApi, json_lines, shut_down, terminate,
+};
 
 use std::{
     net::SocketAddr,

@@ -69,6 +69,10 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_millis(2000);
 /// gives up: Lambda's Init phase has 10 s; a debug build on a busy machine gets more.
 const DISPATCH_GUARD: Duration = Duration::from_secs(60);
 
+/// The `JWT_SECRET` of functions run with [`RuntimeApi::lambda_env`]; tests mint their HS256
+/// tokens with it.
+pub const LAMBDA_JWT_SECRET: &str = "testkit-lambda-jwt-secret";
+
 /// What the invoker gets back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -164,8 +168,10 @@ impl RuntimeApi {
     }
 
     /// The environment Lambda gives a function named `function_name` with this timeout (which
-    /// later invocations get as their deadline). Add `AWS_LAMBDA_LOG_FORMAT`/`_LOG_LEVEL` for a
-    /// function with a logging configuration, as Lambda does.
+    /// later invocations get as their deadline), and [`LAMBDA_JWT_SECRET`] as `JWT_SECRET`, as
+    /// the template gives every function (inside Lambda the development default is refused).
+    /// Add `AWS_LAMBDA_LOG_FORMAT`/`_LOG_LEVEL` for a function with a logging configuration, as
+    /// Lambda does.
     pub fn lambda_env(&self, function_name: &str, timeout: Duration) -> Vec<(String, String)> {
         self.shared.update(|s| {
             s.function = Function {
@@ -194,6 +200,7 @@ impl RuntimeApi {
             ("LAMBDA_TASK_ROOT", "/var/task".into()),
             ("LAMBDA_RUNTIME_DIR", "/var/runtime".into()),
             ("TZ", ":UTC".into()),
+            ("JWT_SECRET", LAMBDA_JWT_SECRET.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

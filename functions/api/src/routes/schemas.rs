@@ -77,7 +77,10 @@ pub fn message_body_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
 
 /// Message headers as the publish routes accept them (see `shared::domain::message`).
 pub fn headers_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
-    use shared::domain::message::{MAX_HEADER_VALUE_LEN, MAX_HEADERS, header_name_pattern};
+    use shared::domain::{
+        headers::reserved_description,
+        message::{MAX_HEADER_VALUE_LEN, MAX_HEADERS, header_name_pattern},
+    };
     let value = ObjectBuilder::new()
         .schema_type(Type::String)
         .max_length(Some(MAX_HEADER_VALUE_LEN))
@@ -90,7 +93,8 @@ pub fn headers_schema() -> impl Into<RefOr<openapi::schema::Schema>> {
         .max_properties(Some(MAX_HEADERS))
         .property_names(Some(name))
         .additional_properties(Some(value))
-        .description(Some(
-            "Passed to the consumer with the message. Names starting with `x-msg-` are reserved.",
-        ))
+        .description(Some(format!(
+            "Passed to the consumer with the message. Reserved for the service: {}.",
+            reserved_description()
+        )))
 }

@@ -9,7 +9,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use shared::{
     auth::{Authenticator, Claims},
-    testkit::{Invocation, RuntimeApi, test_config},
+    testkit::{Invocation, LAMBDA_JWT_SECRET, RuntimeApi, test_config},
 };
 use tokio::process::{Child, Command};
 
@@ -40,7 +40,7 @@ impl Api {
             .kill_on_drop(true)
             .spawn()
             .expect("start the api binary");
-        let admin = Authenticator::hs256(&config.jwt_secret)
+        let admin = Authenticator::hs256(LAMBDA_JWT_SECRET)
             .mint(&Claims::admin("apigw-test", 600))
             .unwrap();
         Self {
