@@ -128,7 +128,17 @@ pub struct ConsumerDefaults {
     /// Restricts the local event source to these tenants (`CONSUMER_TENANTS`, comma-separated
     /// ids), so a consumer process can be dedicated to some tenants. Empty: every tenant.
     pub tenants: Vec<crate::domain::TenantId>,
+    /// The most queue consumers (one channel each) the local event source puts on one broker
+    /// connection (`CONSUMER_CHANNELS_PER_CONNECTION`); more queues open more connections.
+    pub channels_per_connection: usize,
 }
+
+/// RabbitMQ's default `channel_max`: the most channels one connection may open (since 3.7.5).
+pub const BROKER_CHANNEL_MAX: usize = 2047;
+
+/// Queue consumers per broker connection by default: well below [`BROKER_CHANNEL_MAX`], so a
+/// broker configured with a lower `channel_max` still fits them.
+pub const DEFAULT_CHANNELS_PER_CONNECTION: usize = 500;
 
 impl ConsumerDefaults {
     /// The fewest workers with which a full batch finishes inside the function timeout: the
@@ -359,6 +369,16 @@ impl Config {
                 "must leave room for one message: at least CONSUMER_PROCESSING_TIMEOUT + 5s",
             ));
         }
+        let channels_per_connection: usize = v.parse(
+            "CONSUMER_CHANNELS_PER_CONNECTION",
+            DEFAULT_CHANNELS_PER_CONNECTION,
+        )?;
+        if !(1..=BROKER_CHANNEL_MAX).contains(&channels_per_connection) {
+            return Err(v.error(
+                "CONSUMER_CHANNELS_PER_CONNECTION",
+                "must be within 1..=2047 (RabbitMQ's default channel_max)",
+            ));
+        }
         let batch_size: usize = v.parse("CONSUMER_BATCH_SIZE", 10)?;
         if !(1..=10_000).contains(&batch_size) {
             return Err(v.error("CONSUMER_BATCH_SIZE", "must be within 1..=10000"));
@@ -508,6 +528,7 @@ impl Config {
                         })
                     })
                     .collect::<Result<_, _>>()?,
+                channels_per_connection,
             },
             limits: Limits {
                 max_body_bytes,

@@ -3,7 +3,8 @@
 //! another's, and re-reads the consumer configs every `CONSUMER_CONFIG_POLL_INTERVAL`: new
 //! queues start, paused ones stop, changed ones restart. A tenant's mappings share one gate
 //! (`super::capacity`) sized to the tenant's capacity, as the tenant function's reserved
-//! concurrency caps them in AWS.
+//! concurrency caps them in AWS. The mappings' channels are spread over connections of a
+//! bounded size (`super::connections`).
 //! On shutdown it stops taking deliveries, finishes the invocations in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
 
@@ -18,7 +19,13 @@ use shared::{
 };
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{Stats, capacity::Gate, dispatch::Dispatcher, mapping::Mapping};
+use super::{
+    Stats,
+    capacity::Gate,
+    connections::{Connections, Seat},
+    dispatch::Dispatcher,
+    mapping::Mapping,
+};
 
 /// The pause after a failed invocation before the mapping's next one, so a failing function is
 /// not invoked in a hot loop. AWS documents no interval for RabbitMQ; this is the default
@@ -37,6 +44,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Only these tenants' queues; empty for every tenant.
     pub tenants: Vec<TenantId>,
+    /// The most mappings (one channel each) on one broker connection.
+    pub channels_per_connection: usize,
 }
 
 impl Options {
@@ -47,6 +56,7 @@ impl Options {
             redelivery_pause: REDELIVERY_PAUSE,
             poll_interval: c.consumer.config_poll_interval,
             tenants: c.consumer.tenants.clone(),
+            channels_per_connection: c.consumer.channels_per_connection,
         }
     }
 }
@@ -59,6 +69,7 @@ struct Desired {
 
 struct Running {
     desired: Desired,
+    seat: Seat,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -69,17 +80,24 @@ pub struct EventSource {
     opts: Options,
     running: HashMap<QueueRef, Running>,
     gates: HashMap<TenantId, Arc<Gate>>,
+    connections: Connections,
     stats: Arc<Stats>,
 }
 
 impl EventSource {
     pub fn new(ctx: AppContext, dispatcher: Dispatcher, opts: Options) -> Self {
+        let connections = Connections::new(
+            &ctx.config.rabbitmq_url,
+            "local-event-source",
+            opts.channels_per_connection,
+        );
         Self {
             ctx,
             dispatcher,
             opts,
             running: HashMap::new(),
             gates: HashMap::new(),
+            connections,
             stats: Arc::default(),
         }
     }
@@ -104,6 +122,7 @@ impl EventSource {
         }
         tracing::info!(
             queues = self.running.len(),
+            connections = self.connections.in_use(),
             "event source stopping; finishing batches in flight"
         );
         // Every queue stops taking deliveries at once; then the batches in flight finish
@@ -115,8 +134,10 @@ impl EventSource {
         }
         for (q, r) in running {
             let _ = r.handle.await;
+            self.connections.release(r.seat).await;
             self.record_applied(&q, 0, false).await;
         }
+        self.connections.close().await;
     }
 
     async fn reconcile(&mut self) -> shared::Result<()> {
@@ -180,8 +201,10 @@ impl EventSource {
     async fn start(&mut self, queue: QueueRef, desired: Desired) {
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers, "consuming queue");
         let (stop, stop_rx) = watch::channel(false);
+        let (seat, broker) = self.connections.take();
         let mapping = Mapping {
             ctx: self.ctx.clone(),
+            broker,
             dispatcher: self.dispatcher.clone(),
             opts: self.opts.clone(),
             queue: queue.clone(),
@@ -203,6 +226,7 @@ impl EventSource {
             queue,
             Running {
                 desired,
+                seat,
                 stop,
                 handle,
             },
@@ -230,6 +254,7 @@ impl EventSource {
         if let Some(r) = self.running.remove(queue) {
             let _ = r.stop.send(true);
             let _ = r.handle.await;
+            self.connections.release(r.seat).await;
             self.record_applied(queue, 0, false).await;
         }
     }
