@@ -3,8 +3,9 @@
 //! another's, and re-reads the consumer configs every `CONSUMER_CONFIG_POLL_INTERVAL`: new
 //! queues start, paused ones stop, changed ones restart. A tenant's mappings share one gate
 //! (`super::capacity`) sized to the tenant's capacity, as the tenant function's reserved
-//! concurrency caps them in AWS. The mappings' channels are spread over connections of a
-//! bounded size (`super::connections`).
+//! concurrency caps them in AWS. A queue that may not run (paused, or its tenant at capacity
+//! 0) has no mapping, so it holds no channel and no prefetched message. The mappings' channels
+//! are spread over connections of a bounded size (`super::connections`).
 //! On shutdown it stops taking deliveries, finishes the invocations in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
 
@@ -142,6 +143,9 @@ impl EventSource {
 
     async fn reconcile(&mut self) -> shared::Result<()> {
         let configs = db::consumer_configs::list_all_of_active_tenants(&self.ctx.db).await?;
+        let capacities = self.capacities().await?;
+        let default = shared::control_plane::effective_concurrency(&self.ctx, None);
+        let capacity = |t: &TenantId| capacities.get(t).copied().unwrap_or(default);
         let mut desired: HashMap<QueueRef, Desired> = HashMap::new();
         let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
         for c in configs.iter().filter(|c| wanted(&c.tenant_id)) {
@@ -149,7 +153,10 @@ impl EventSource {
             let labels = shared::observability::metrics::tq(&c.tenant_id, &c.queue_name);
             metrics::gauge!(shared::observability::metrics::WORKERS_DESIRED, &labels)
                 .set(workers as f64);
-            if !c.is_active() {
+            // A queue that may not run holds no mapping: a consumer would only prefetch
+            // messages into this process's memory and keep a channel for nothing. At capacity
+            // 0 the tenant function is throttled in AWS, so none of its queues run.
+            if !c.is_active() || capacity(&c.tenant_id) == 0 {
                 continue;
             }
             if let Ok(name) = QueueName::parse(&c.queue_name) {
@@ -168,7 +175,9 @@ impl EventSource {
         for q in stale {
             self.stop(&q).await;
         }
-        self.size_gates(desired.keys().map(|q| q.tenant_id)).await?;
+        for t in desired.keys().map(|q| q.tenant_id) {
+            self.size_gate(t, capacity(&t));
+        }
         for (q, d) in desired {
             if !self.running.contains_key(&q) {
                 self.start(q, d).await;
@@ -177,25 +186,27 @@ impl EventSource {
         Ok(())
     }
 
-    /// Sizes each consuming tenant's gate to its capacity: the desired reserved concurrency,
-    /// or the deployment default, as the control plane applies it.
-    async fn size_gates(&mut self, tenants: impl Iterator<Item = TenantId>) -> shared::Result<()> {
-        let capacities: HashMap<TenantId, Option<u32>> =
-            db::control_state::list(&self.ctx.db, None)
-                .await?
-                .into_iter()
-                .map(|c| (c.tenant_id, c.desired_concurrency))
-                .collect();
-        for t in tenants {
-            let desired = capacities.get(&t).copied().flatten();
-            let limit = shared::control_plane::effective_concurrency(&self.ctx, desired);
-            let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
-            if gate.limit() != limit {
-                tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
-                gate.set_limit(limit);
-            }
+    /// The capacity of each tenant that has a row: its desired reserved concurrency, or the
+    /// deployment default, as the control plane applies it.
+    async fn capacities(&self) -> shared::Result<HashMap<TenantId, u32>> {
+        Ok(db::control_state::list(&self.ctx.db, None)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let limit =
+                    shared::control_plane::effective_concurrency(&self.ctx, c.desired_concurrency);
+                (c.tenant_id, limit)
+            })
+            .collect())
+    }
+
+    /// Sizes a consuming tenant's gate to its capacity.
+    fn size_gate(&mut self, t: TenantId, limit: u32) {
+        let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
+        if gate.limit() != limit {
+            tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
+            gate.set_limit(limit);
         }
-        Ok(())
     }
 
     async fn start(&mut self, queue: QueueRef, desired: Desired) {

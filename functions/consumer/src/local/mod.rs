@@ -12,9 +12,9 @@
 //!   all of it (`mapping`);
 //! - the tenant's capacity (reserved concurrency) caps its invocations across queues (`capacity`).
 //!
-//! Its own footprint is bounded too: a paused queue holds no channel, and the
-//! channels are spread over connections of at most `CONSUMER_CHANNELS_PER_CONNECTION`
-//! (`connections`).
+//! Its own footprint is bounded too: a queue that may not run (paused, or its tenant at
+//! capacity 0) holds no channel and no prefetched message, and the channels are spread over
+//! connections of at most `CONSUMER_CHANNELS_PER_CONNECTION` (`connections`).
 
 pub mod batch;
 pub mod capacity;

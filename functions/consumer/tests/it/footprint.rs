@@ -1,5 +1,6 @@
 //! What the local event source holds on the broker, seen through the RabbitMQ management API:
-//! its mappings spread over connections of a bounded number of channels.
+//! its mappings spread over connections of a bounded number of channels, and a queue that may
+//! not run holds no consumer (so no prefetched messages).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,7 +18,8 @@ use shared::{
 };
 
 use crate::helpers::{
-    FailTimes, configure, context, publish_many, start_dispatching, tenant, wait_all,
+    FailTimes, configure, context, message, publish_many, start_dispatching, start_event_source,
+    tenant, wait_all,
 };
 
 async fn management(ctx: &AppContext, path: &str, query: Option<&str>) -> Value {
@@ -87,12 +89,19 @@ async fn mappings_spread_over_connections_of_bounded_channels() {
         for c in consumers.as_array().unwrap() {
             let queue = c["queue"]["name"].as_str().unwrap_or_default();
             if names.contains(queue) {
-                consumed.insert(queue.to_string());
+                // A channel the statistics do not know yet has no details: look again.
                 let details = &c["channel_details"];
+                let (Some(connection), Some(channel)) = (
+                    details["connection_name"].as_str(),
+                    details["name"].as_str(),
+                ) else {
+                    return Err(format!("{queue}'s channel details pending: {c}"));
+                };
+                consumed.insert(queue.to_string());
                 by_connection
-                    .entry(details["connection_name"].as_str().unwrap().to_string())
+                    .entry(connection.to_string())
                     .or_default()
-                    .insert(details["name"].as_str().unwrap().to_string());
+                    .insert(channel.to_string());
             }
         }
         if consumed == names {
@@ -122,5 +131,69 @@ async fn mappings_spread_over_connections_of_bounded_channels() {
             assert!(open <= 3, "{name} has {open} channels open, over the bound");
         }
     }
+    source.stop().await;
+}
+
+/// A tenant at capacity 0 (its function throttled) holds no consumer: its messages wait on the
+/// queue, not prefetched in the event source, until the capacity is raised. A paused queue
+/// holds none either.
+#[tokio::test]
+async fn a_tenant_at_capacity_zero_holds_no_consumer_until_raised() {
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    configure(&ctx, t, "held", 1, 0, 100, None).await;
+    configure(&ctx, t, "default", 0, 0, 100, None).await;
+    shared::db::control_state::set_desired(&ctx.db, t, Some(0))
+        .await
+        .unwrap();
+    let ids = publish_many(&ctx, t, "held", 3).await;
+    let source = start_event_source(&ctx, Arc::new(FailTimes::default()), vec![t]);
+    // A few poll intervals: time enough for a consumer to start, were one started.
+    tokio::time::sleep(ctx.config.consumer.config_poll_interval * 5).await;
+
+    let path = |q: &str| format!("/api/queues/%2f/{}", queue_name(t, q));
+    let held = path("held");
+    eventually(
+        "the queue at capacity 0 keeps its messages ready",
+        async || {
+            let q = management(&ctx, &held, None).await;
+            match (
+                &q["consumers"],
+                &q["messages_ready"],
+                &q["messages_unacknowledged"],
+            ) {
+                (c, r, u) if c == 0 && r == 3 && u == 0 => Ok(()),
+                (c, r, u) => Err(format!("consumers {c}, ready {r}, unacked {u}")),
+            }
+        },
+    )
+    .await;
+    let paused = management(&ctx, &path("default"), None).await;
+    assert_eq!(paused["consumers"], 0, "a paused queue: {paused}");
+    for id in &ids {
+        let m = message(&ctx, t, *id).await;
+        assert_eq!(m.status, MessageStatus::Queued, "{m:?}");
+    }
+
+    shared::db::control_state::set_desired(&ctx.db, t, Some(1))
+        .await
+        .unwrap();
+    wait_all(
+        &ctx,
+        t,
+        &ids,
+        MessageStatus::Completed,
+        Duration::from_secs(20),
+    )
+    .await;
+    eventually("raised, the queue has its consumer", async || {
+        let q = management(&ctx, &held, None).await;
+        if q["consumers"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("consumers {}", q["consumers"]))
+        }
+    })
+    .await;
     source.stop().await;
 }
