@@ -33,8 +33,13 @@ pub struct Config {
     pub limits: Limits,
     pub relay: RelayConfig,
     pub webhook: WebhookConfig,
+    /// Serve Prometheus text at `metrics_path` (`METRICS_ENABLED`; default on outside Lambda
+    /// only: inside Lambda metrics reach CloudWatch as EMF, and the route would be public).
     pub metrics_enabled: bool,
     pub metrics_path: String,
+    /// `metrics_path` needs an admin token (`METRICS_REQUIRE_AUTH`; default on inside Lambda,
+    /// off outside, so a local Prometheus scrapes without one).
+    pub metrics_require_auth: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     pub cors_allowed_origins: Vec<String>,
@@ -128,7 +133,17 @@ pub struct ConsumerDefaults {
     /// Restricts the local event source to these tenants (`CONSUMER_TENANTS`, comma-separated
     /// ids), so a consumer process can be dedicated to some tenants. Empty: every tenant.
     pub tenants: Vec<crate::domain::TenantId>,
+    /// The most queue consumers (one channel each) the local event source puts on one broker
+    /// connection (`CONSUMER_CHANNELS_PER_CONNECTION`); more queues open more connections.
+    pub channels_per_connection: usize,
 }
+
+/// RabbitMQ's default `channel_max`: the most channels one connection may open (since 3.7.5).
+pub const BROKER_CHANNEL_MAX: usize = 2047;
+
+/// Queue consumers per broker connection by default: well below [`BROKER_CHANNEL_MAX`], so a
+/// broker configured with a lower `channel_max` still fits them.
+pub const DEFAULT_CHANNELS_PER_CONNECTION: usize = 500;
 
 impl ConsumerDefaults {
     /// The fewest workers with which a full batch finishes inside the function timeout: the
@@ -359,6 +374,16 @@ impl Config {
                 "must leave room for one message: at least CONSUMER_PROCESSING_TIMEOUT + 5s",
             ));
         }
+        let channels_per_connection: usize = v.parse(
+            "CONSUMER_CHANNELS_PER_CONNECTION",
+            DEFAULT_CHANNELS_PER_CONNECTION,
+        )?;
+        if !(1..=BROKER_CHANNEL_MAX).contains(&channels_per_connection) {
+            return Err(v.error(
+                "CONSUMER_CHANNELS_PER_CONNECTION",
+                "must be within 1..=2047 (RabbitMQ's default channel_max)",
+            ));
+        }
         let batch_size: usize = v.parse("CONSUMER_BATCH_SIZE", 10)?;
         if !(1..=10_000).contains(&batch_size) {
             return Err(v.error("CONSUMER_BATCH_SIZE", "must be within 1..=10000"));
@@ -519,6 +544,7 @@ impl Config {
                         })
                     })
                     .collect::<Result<_, _>>()?,
+                channels_per_connection,
             },
             limits: Limits {
                 max_body_bytes,
@@ -547,8 +573,9 @@ impl Config {
                 allow_private: v.parse("WEBHOOK_ALLOW_PRIVATE", false)?,
                 allow_http: v.parse("WEBHOOK_ALLOW_HTTP", false)?,
             },
-            metrics_enabled: v.parse("METRICS_ENABLED", true)?,
+            metrics_enabled: v.parse("METRICS_ENABLED", !in_lambda)?,
             metrics_path,
+            metrics_require_auth: v.parse("METRICS_REQUIRE_AUTH", in_lambda)?,
             log_level,
             log_format,
             cors_allowed_origins: v
@@ -600,6 +627,7 @@ impl std::fmt::Debug for Config {
             .field("relay", &self.relay)
             .field("webhook", &self.webhook)
             .field("metrics_enabled", &self.metrics_enabled)
+            .field("metrics_require_auth", &self.metrics_require_auth)
             .field("log_level", &self.log_level)
             .field("control", &self.control)
             .finish_non_exhaustive()
@@ -915,6 +943,45 @@ mod tests {
         assert_eq!(window("10m"), (300, Duration::from_secs(300)));
     }
 
+    /// Inside Lambda metrics reach CloudWatch as EMF, so `/metrics` is off unless enabled, and
+    /// then needs an admin token unless told otherwise; outside it is on and open for scraping.
+    #[test]
+    fn metrics_route_defaults_depend_on_lambda() {
+        let metrics = |vars: &[(&str, &str)]| {
+            let c = with(vars).unwrap();
+            (c.metrics_enabled, c.metrics_require_auth)
+        };
+        let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        assert_eq!(metrics(&[]), (true, false));
+        assert_eq!(metrics(&[lambda]), (false, true));
+        assert_eq!(
+            metrics(&[lambda, ("METRICS_ENABLED", "true")]),
+            (true, true)
+        );
+        let open = [
+            lambda,
+            ("METRICS_ENABLED", "true"),
+            ("METRICS_REQUIRE_AUTH", "false"),
+        ];
+        assert_eq!(metrics(&open), (true, false));
+        assert_eq!(metrics(&[("METRICS_REQUIRE_AUTH", "true")]), (true, true));
+    }
+
+    #[test]
+    fn consumer_channels_per_connection_defaults_well_below_channel_max() {
+        assert_eq!(
+            with(&[("CONSUMER_CHANNELS_PER_CONNECTION", "3")])
+                .unwrap()
+                .consumer
+                .channels_per_connection,
+            3
+        );
+        assert_eq!(
+            with(&[]).unwrap().consumer.channels_per_connection,
+            DEFAULT_CHANNELS_PER_CONNECTION
+        );
+    }
+
     #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
@@ -932,6 +999,9 @@ mod tests {
             ("JWT_LEEWAY", "soon"),
             ("CONTROL_PLANE", "cloud"),
             ("DEFAULT_TENANT_CONCURRENCY", "-1"),
+            ("METRICS_REQUIRE_AUTH", "sometimes"),
+            ("CONSUMER_CHANNELS_PER_CONNECTION", "0"),
+            ("CONSUMER_CHANNELS_PER_CONNECTION", "2048"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -22,9 +22,7 @@ pub fn router(state: ApiState) -> Router {
     let config = state.ctx.config.clone();
     let (mut app, _) = routes::documented().split_for_parts();
     app = app.route("/api/v1/openapi.json", get(openapi::serve));
-    if config.metrics_enabled {
-        app = app.merge(observability::routes(&config.metrics_path));
-    }
+    app = app.merge(observability::routes(&config));
     app.fallback(not_found)
         .layer(middleware::from_fn(observability::track_http))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

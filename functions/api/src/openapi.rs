@@ -43,7 +43,8 @@ use crate::{
             Errors: every error answers `{\"error\": {\"code\", \"message\"}}` with a stable \
             `code` (see the `ErrorBody` schema)."
     ),
-    paths(serve, crate::routes::observability::render),
+    // `/metrics` joins per deployment (`observability::documented`).
+    paths(serve),
     // Schemas only parameters and hand-written schemas name (utoipa collects the rest).
     components(schemas(ErrorEnvelope, crate::routes::Cursor, crate::routes::JsonValue)),
     modifiers(&Contract),
@@ -62,6 +63,9 @@ struct ApiDoc;
 pub fn document(config: &Config) -> openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::routes::documented().into_openapi());
+    if let Some(metrics) = crate::routes::observability::documented(config) {
+        doc.merge(metrics);
+    }
     Contract.modify(&mut doc);
     Bounds(config).modify(&mut doc);
     doc
@@ -207,6 +211,36 @@ mod tests {
             let target = path.iter().fold(&doc, |node, key| &node[*key]);
             assert!(target.is_object(), "{r} is not defined");
         }
+    }
+
+    /// `/metrics` is documented as the deployment serves it: absent in Lambda by default, an
+    /// admin route when `METRICS_REQUIRE_AUTH`, at `METRICS_PATH`.
+    #[test]
+    fn the_metrics_route_is_documented_as_the_deployment_serves_it() {
+        let with = |vars: &'static [(&str, &str)]| {
+            let config = Config::from_lookup(|k| {
+                vars.iter()
+                    .find(|(v, _)| *v == k)
+                    .map(|(_, x)| x.to_string())
+            })
+            .unwrap();
+            document_json(&config)
+        };
+        let lambda = with(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]);
+        assert!(lambda["paths"].get("/metrics").is_none());
+        assert!(lambda["paths"]["/health"].is_object());
+
+        let secured = with(&[("METRICS_REQUIRE_AUTH", "true")]);
+        let op = &secured["paths"]["/metrics"]["get"];
+        assert!(op["security"].is_array(), "{op}");
+        for status in ["200", "401", "403"] {
+            assert!(op["responses"][status].is_object(), "{status}: {op}");
+        }
+        assert_eq!(op["operationId"], "render");
+
+        let moved = with(&[("METRICS_PATH", "/prometheus")]);
+        assert!(moved["paths"].get("/metrics").is_none());
+        assert!(moved["paths"]["/prometheus"]["get"]["security"].is_null());
     }
 
     /// Every route but the public ones needs the bearer token and answers 401 and 403, and

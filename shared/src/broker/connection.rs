@@ -70,7 +70,9 @@ impl Outbound<'_> {
 #[derive(Clone)]
 struct Session {
     conn: Arc<Connection>,
-    channels: Arc<Vec<Mutex<Channel>>>,
+    /// Confirm channels, opened on first publish: a connection that only consumes (the local
+    /// event source's) carries no channel but its consumers'.
+    channels: Arc<Vec<tokio::sync::Mutex<Option<Channel>>>>,
 }
 
 impl Session {
@@ -167,26 +169,23 @@ impl Broker {
     async fn connect(&self) -> Result<Session, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
         let conn = Connection::connect(&self.url, props).await?;
-        let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
-        for _ in 0..PUBLISH_CHANNELS {
-            channels.push(Mutex::new(confirm_channel(&conn).await?));
-        }
         Ok(Session {
             conn: Arc::new(conn),
-            channels: Arc::new(channels),
+            channels: Arc::new((0..PUBLISH_CHANNELS).map(|_| Default::default()).collect()),
         })
     }
 
-    /// A healthy confirm channel, round robin; a channel closed by an error is replaced.
+    /// A healthy confirm channel, round robin; one not yet open, or closed by an error, is
+    /// opened (under its slot's lock, so concurrent publishers open it once).
     async fn publish_channel(&self) -> Result<Channel, BrokerError> {
         let session = self.session().await?;
         let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % session.channels.len();
-        let ch = session.channels[i].lock().expect("broker lock").clone();
-        if ch.status().connected() {
-            return Ok(ch);
+        let mut slot = session.channels[i].lock().await;
+        if let Some(ch) = slot.as_ref().filter(|ch| ch.status().connected()) {
+            return Ok(ch.clone());
         }
         let fresh = confirm_channel(&session.conn).await?;
-        *session.channels[i].lock().expect("broker lock") = fresh.clone();
+        *slot = Some(fresh.clone());
         Ok(fresh)
     }
 

@@ -1,4 +1,5 @@
-//! RabbitMQ: one long-lived connection per process with a few reused confirm channels,
+//! RabbitMQ: one long-lived connection per [`Broker`] (one per process, plus the local event
+//! source's consumer connections) with a few reused confirm channels, opened on first publish;
 //! persistent publishing with publisher confirms, idempotent topology, and reconnection after
 //! the broker restarts.
 

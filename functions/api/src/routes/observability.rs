@@ -8,28 +8,67 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use shared::observability::metrics as m;
+use shared::{Config, observability::metrics as m};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::state::ApiState;
+use crate::{route, scope::AdminScope, state::ApiState};
 
-pub fn routes(path: &str) -> Router<ApiState> {
+/// `/metrics` as the configuration says: absent unless `METRICS_ENABLED` (off in Lambda, where
+/// metrics go to CloudWatch as EMF and the route would be public through API Gateway), and
+/// behind an admin token when `METRICS_REQUIRE_AUTH` (its labels name every tenant and queue).
+pub fn routes(config: &Config) -> Router<ApiState> {
+    if !config.metrics_enabled {
+        return Router::new();
+    }
     // Install the recorder now, so metrics recorded before the first scrape are kept.
-    shared::observability::metrics::prometheus();
-    Router::new().route(path, get(render))
+    m::prometheus();
+    let handler = if config.metrics_require_auth {
+        get(render_for_admin)
+    } else {
+        get(render)
+    };
+    Router::new().route(&config.metrics_path, handler)
+}
+
+/// The route's documentation, as [`routes`] serves it (`None` when it is not served).
+pub fn documented(config: &Config) -> Option<utoipa::openapi::OpenApi> {
+    if !config.metrics_enabled {
+        return None;
+    }
+    let router: OpenApiRouter<ApiState> = if config.metrics_require_auth {
+        OpenApiRouter::new().routes(route!(render_for_admin))
+    } else {
+        OpenApiRouter::new().routes(routes!(render))
+    };
+    let mut doc = router.into_openapi();
+    if let Some(item) = doc.paths.paths.shift_remove("/metrics") {
+        doc.paths.paths.insert(config.metrics_path.clone(), item);
+    }
+    Some(doc)
 }
 
 /// Prometheus metrics (text exposition format). Served at `METRICS_PATH` when
-/// `METRICS_ENABLED`; inside Lambda metrics go to CloudWatch instead.
+/// `METRICS_ENABLED` (default outside Lambda only; inside, metrics go to CloudWatch as EMF);
+/// needs an admin token when `METRICS_REQUIRE_AUTH`.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub(crate) async fn render(State(s): State<ApiState>) -> impl IntoResponse {
+async fn render(State(s): State<ApiState>) -> impl IntoResponse {
     // Process gauges are sampled at scrape time too, so a scrape never shows a state older
     // than itself (the background sampler serves the EMF path and long gaps between scrapes).
-    shared::observability::metrics::record_process_gauges(&s.ctx);
+    m::record_process_gauges(&s.ctx);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared::observability::metrics::prometheus().render(),
+        m::prometheus().render(),
     )
+}
+
+/// Prometheus metrics (text exposition format). Served at `METRICS_PATH` when
+/// `METRICS_ENABLED` (default outside Lambda only; inside, metrics go to CloudWatch as EMF);
+/// needs an admin token when `METRICS_REQUIRE_AUTH`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "render", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+async fn render_for_admin(_: AdminScope, state: State<ApiState>) -> impl IntoResponse {
+    render(state).await
 }
 
 /// Counts requests by route template (bounded cardinality) and status, and times them.

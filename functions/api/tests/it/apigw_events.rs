@@ -28,6 +28,11 @@ struct Api {
 
 impl Api {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// The binary in Lambda mode with `env` added to its environment.
+    async fn start_with(env: &[(&str, &str)]) -> Self {
         let config = test_config();
         shared::testkit::prepare_database(&config).await;
         let rt = RuntimeApi::start().await;
@@ -36,6 +41,7 @@ impl Api {
             .env("DATABASE_URL", &config.database_url)
             .env("RABBITMQ_URL", &config.rabbitmq_url)
             .env("LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -171,4 +177,37 @@ async fn api_gateway_v2_fixtures_reach_the_routes() {
         (401, &json!("unauthorized")),
         "{body}"
     );
+}
+
+/// Inside Lambda metrics reach CloudWatch as EMF, so behind API Gateway `/metrics` is not
+/// served (the standard 404), and where a deployment enables it, it needs an admin token.
+#[tokio::test]
+async fn metrics_are_not_served_in_lambda_unless_enabled_and_then_need_an_admin_token() {
+    let api = Api::start().await;
+    let (status, body) = api.call(aimed(NO_BODY, "GET", "/metrics", &[])).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let (status, body) = api
+        .call(with_token(
+            aimed(NO_BODY, "GET", "/metrics", &[]),
+            &api.admin,
+        ))
+        .await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+
+    let enabled = Api::start_with(&[("METRICS_ENABLED", "true")]).await;
+    let (status, body) = enabled.call(aimed(NO_BODY, "GET", "/metrics", &[])).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    let (status, body) = enabled
+        .call(with_token(
+            aimed(NO_BODY, "GET", "/metrics", &[]),
+            &enabled.admin,
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
 }

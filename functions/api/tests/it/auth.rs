@@ -234,6 +234,38 @@ async fn health_and_metrics_need_no_token() {
     assert!(text.contains("msgsvc_http_requests_total"), "{text}");
 }
 
+/// With `METRICS_REQUIRE_AUTH`, `/metrics` is an admin route like any other: 401 without a
+/// token, 403 for a tenant's.
+#[tokio::test]
+async fn metrics_can_require_an_admin_token() {
+    let app = spawn_with(|c| c.metrics_require_auth = true).await;
+    let tenant = app.create_tenant().await;
+    let anonymous = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(anonymous.headers.contains_key("www-authenticate"));
+    let token = app.tenant_token(&tenant);
+    let forbidden = app.call(Method::GET, "/metrics", Some(&token), None).await;
+    assert_eq!(
+        forbidden.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        forbidden.body
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("msgsvc_http_requests_total"), "{text}");
+}
+
 #[tokio::test]
 async fn openapi_document_is_served_without_a_token() {
     let app = spawn_app().await;

@@ -1,7 +1,8 @@
 //! A tenant's capacity outside AWS. In AWS the tenant function's reserved concurrency caps how
 //! many of its batches run at once, whatever the number of queues; locally the event source
 //! plays that part with one gate per tenant, whose limit follows the tenant's capacity while
-//! batches run (no restart).
+//! batches run (no restart). A tenant at capacity 0 has no mapping at all (the event source
+//! stops them), so none of its messages wait here prefetched.
 
 use std::sync::{Arc, Mutex};
 

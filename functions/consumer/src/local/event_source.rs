@@ -3,7 +3,9 @@
 //! another's, and re-reads the consumer configs every `CONSUMER_CONFIG_POLL_INTERVAL`: new
 //! queues start, paused ones stop, changed ones restart. A tenant's mappings share one gate
 //! (`super::capacity`) sized to the tenant's capacity, as the tenant function's reserved
-//! concurrency caps them in AWS.
+//! concurrency caps them in AWS. A queue that may not run (paused, or its tenant at capacity
+//! 0) has no mapping, so it holds no channel and no prefetched message. The mappings' channels
+//! are spread over connections of a bounded size (`super::connections`).
 //! On shutdown it stops taking deliveries, finishes the invocations in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
 
@@ -18,7 +20,13 @@ use shared::{
 };
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{Stats, capacity::Gate, dispatch::Dispatcher, mapping::Mapping};
+use super::{
+    Stats,
+    capacity::Gate,
+    connections::{Connections, Seat},
+    dispatch::Dispatcher,
+    mapping::Mapping,
+};
 
 /// The pause after a failed invocation before the mapping's next one, so a failing function is
 /// not invoked in a hot loop. AWS documents no interval for RabbitMQ; this is the default
@@ -37,6 +45,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Only these tenants' queues; empty for every tenant.
     pub tenants: Vec<TenantId>,
+    /// The most mappings (one channel each) on one broker connection.
+    pub channels_per_connection: usize,
 }
 
 impl Options {
@@ -47,6 +57,7 @@ impl Options {
             redelivery_pause: REDELIVERY_PAUSE,
             poll_interval: c.consumer.config_poll_interval,
             tenants: c.consumer.tenants.clone(),
+            channels_per_connection: c.consumer.channels_per_connection,
         }
     }
 }
@@ -59,6 +70,7 @@ struct Desired {
 
 struct Running {
     desired: Desired,
+    seat: Seat,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -69,17 +81,24 @@ pub struct EventSource {
     opts: Options,
     running: HashMap<QueueRef, Running>,
     gates: HashMap<TenantId, Arc<Gate>>,
+    connections: Connections,
     stats: Arc<Stats>,
 }
 
 impl EventSource {
     pub fn new(ctx: AppContext, dispatcher: Dispatcher, opts: Options) -> Self {
+        let connections = Connections::new(
+            &ctx.config.rabbitmq_url,
+            "local-event-source",
+            opts.channels_per_connection,
+        );
         Self {
             ctx,
             dispatcher,
             opts,
             running: HashMap::new(),
             gates: HashMap::new(),
+            connections,
             stats: Arc::default(),
         }
     }
@@ -104,6 +123,7 @@ impl EventSource {
         }
         tracing::info!(
             queues = self.running.len(),
+            connections = self.connections.in_use(),
             "event source stopping; finishing batches in flight"
         );
         // Every queue stops taking deliveries at once; then the batches in flight finish
@@ -115,12 +135,17 @@ impl EventSource {
         }
         for (q, r) in running {
             let _ = r.handle.await;
+            self.connections.release(r.seat).await;
             self.record_applied(&q, 0, false).await;
         }
+        self.connections.close().await;
     }
 
     async fn reconcile(&mut self) -> shared::Result<()> {
         let configs = db::consumer_configs::list_all_of_active_tenants(&self.ctx.db).await?;
+        let capacities = self.capacities().await?;
+        let default = shared::control_plane::effective_concurrency(&self.ctx, None);
+        let capacity = |t: &TenantId| capacities.get(t).copied().unwrap_or(default);
         let mut desired: HashMap<QueueRef, Desired> = HashMap::new();
         let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
         for c in configs.iter().filter(|c| wanted(&c.tenant_id)) {
@@ -128,7 +153,10 @@ impl EventSource {
             let labels = shared::observability::metrics::tq(&c.tenant_id, &c.queue_name);
             metrics::gauge!(shared::observability::metrics::WORKERS_DESIRED, &labels)
                 .set(workers as f64);
-            if !c.is_active() {
+            // A queue that may not run holds no mapping: a consumer would only prefetch
+            // messages into this process's memory and keep a channel for nothing. At capacity
+            // 0 the tenant function is throttled in AWS, so none of its queues run.
+            if !c.is_active() || capacity(&c.tenant_id) == 0 {
                 continue;
             }
             if let Ok(name) = QueueName::parse(&c.queue_name) {
@@ -147,7 +175,9 @@ impl EventSource {
         for q in stale {
             self.stop(&q).await;
         }
-        self.size_gates(desired.keys().map(|q| q.tenant_id)).await?;
+        for t in desired.keys().map(|q| q.tenant_id) {
+            self.size_gate(t, capacity(&t));
+        }
         for (q, d) in desired {
             if !self.running.contains_key(&q) {
                 self.start(q, d).await;
@@ -156,32 +186,36 @@ impl EventSource {
         Ok(())
     }
 
-    /// Sizes each consuming tenant's gate to its capacity: the desired reserved concurrency,
-    /// or the deployment default, as the control plane applies it.
-    async fn size_gates(&mut self, tenants: impl Iterator<Item = TenantId>) -> shared::Result<()> {
-        let capacities: HashMap<TenantId, Option<u32>> =
-            db::control_state::list(&self.ctx.db, None)
-                .await?
-                .into_iter()
-                .map(|c| (c.tenant_id, c.desired_concurrency))
-                .collect();
-        for t in tenants {
-            let desired = capacities.get(&t).copied().flatten();
-            let limit = shared::control_plane::effective_concurrency(&self.ctx, desired);
-            let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
-            if gate.limit() != limit {
-                tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
-                gate.set_limit(limit);
-            }
+    /// The capacity of each tenant that has a row: its desired reserved concurrency, or the
+    /// deployment default, as the control plane applies it.
+    async fn capacities(&self) -> shared::Result<HashMap<TenantId, u32>> {
+        Ok(db::control_state::list(&self.ctx.db, None)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let limit =
+                    shared::control_plane::effective_concurrency(&self.ctx, c.desired_concurrency);
+                (c.tenant_id, limit)
+            })
+            .collect())
+    }
+
+    /// Sizes a consuming tenant's gate to its capacity.
+    fn size_gate(&mut self, t: TenantId, limit: u32) {
+        let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
+        if gate.limit() != limit {
+            tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
+            gate.set_limit(limit);
         }
-        Ok(())
     }
 
     async fn start(&mut self, queue: QueueRef, desired: Desired) {
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers, "consuming queue");
         let (stop, stop_rx) = watch::channel(false);
+        let (seat, broker) = self.connections.take();
         let mapping = Mapping {
             ctx: self.ctx.clone(),
+            broker,
             dispatcher: self.dispatcher.clone(),
             opts: self.opts.clone(),
             queue: queue.clone(),
@@ -203,6 +237,7 @@ impl EventSource {
             queue,
             Running {
                 desired,
+                seat,
                 stop,
                 handle,
             },
@@ -230,6 +265,7 @@ impl EventSource {
         if let Some(r) = self.running.remove(queue) {
             let _ = r.stop.send(true);
             let _ = r.handle.await;
+            self.connections.release(r.seat).await;
             self.record_applied(queue, 0, false).await;
         }
     }

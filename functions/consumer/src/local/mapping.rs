@@ -18,7 +18,10 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
-use shared::{AppContext, broker::QueueRef};
+use shared::{
+    AppContext,
+    broker::{Broker, QueueRef},
+};
 use tokio::sync::watch;
 
 use super::{
@@ -31,6 +34,8 @@ use super::{
 
 pub(super) struct Mapping {
     pub ctx: AppContext,
+    /// The connection its channel is on (`super::connections`), not the process's own.
+    pub broker: Arc<Broker>,
     pub dispatcher: Dispatcher,
     pub opts: Options,
     pub queue: QueueRef,
@@ -40,10 +45,9 @@ pub(super) struct Mapping {
 
 impl Mapping {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let broker = &self.ctx.broker;
-        broker.ensure_queue(&self.queue).await?;
-        let vhost = broker.connection().await?.status().vhost().to_string();
-        let channel = broker.channel().await?;
+        self.ctx.broker.ensure_queue(&self.queue).await?;
+        let vhost = self.broker.connection().await?.status().vhost().to_string();
+        let channel = self.broker.channel().await?;
         // Room for the batch being handled plus the next one, so batches flow back to back.
         let batch_size = self.opts.batching.batch_size as usize;
         let prefetch = (batch_size * 2).min(u16::MAX as usize);

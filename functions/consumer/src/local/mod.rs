@@ -11,9 +11,14 @@
 //! - a failed invocation returns its whole batch to the broker, a successful one acknowledges
 //!   all of it (`mapping`);
 //! - the tenant's capacity (reserved concurrency) caps its invocations across queues (`capacity`).
+//!
+//! Its own footprint is bounded too: a queue that may not run (paused, or its tenant at
+//! capacity 0) holds no channel and no prefetched message, and the channels are spread over
+//! connections of at most `CONSUMER_CHANNELS_PER_CONNECTION` (`connections`).
 
 pub mod batch;
 pub mod capacity;
+mod connections;
 pub mod dispatch;
 pub mod event_source;
 mod mapping;

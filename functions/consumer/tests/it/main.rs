@@ -5,6 +5,7 @@ mod aws_fixtures;
 mod deadline;
 mod emulator;
 mod events;
+mod footprint;
 mod helpers;
 mod isolation;
 mod kill;
