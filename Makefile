@@ -1,5 +1,5 @@
 # Everyday commands. `make run` and `make test` do their own set-up on a fresh machine.
-.PHONY: build build-deploy-profile deploy template-check bench bench-quick monitoring-check openapi fuzz-api run dev test test-unit test-integration test-lambda-loop test-coverage migrate-up lint fmt token services
+.PHONY: build build-deploy-profile deploy template-check bench bench-quick chaos soak monitoring-check openapi fuzz-api run dev test test-unit test-integration test-lambda-loop test-coverage migrate-up lint fmt token services
 
 run: ## Run API + consumers locally against PostgreSQL and RabbitMQ (migrations included)
 	scripts/run-local.sh
@@ -63,6 +63,14 @@ build-deploy-profile: ## Host binaries in the size-optimised deploy profile; mak
 deploy: ## sam build + sam deploy (guided on the first run; it writes samconfig.toml)
 	scripts/sam.sh build --template template.yaml
 	if [ -f samconfig.toml ]; then scripts/sam.sh deploy; else scripts/sam.sh deploy --guided; fi
+
+chaos: ## Faults under load against the real services, alone and overlapping; checks every guarantee, rewrites docs/RELIABILITY.md (CHAOS_SEED, CHAOS_OVERLAPS)
+	scripts/services.sh
+	cargo test -p system-tests --test chaos -- --ignored --nocapture --exact chaos
+
+soak: ## The chaos load without faults for SOAK_DURATION seconds (1200); memory must stay flat; docs/RELIABILITY.md and docs/soak.svg
+	scripts/services.sh
+	cargo test -p system-tests --test chaos -- --ignored --nocapture --exact soak
 
 bench: ## Benchmarks against the raw baseline (release builds, a few minutes); writes docs/BENCHMARKS.md
 	scripts/services.sh

@@ -10,7 +10,10 @@ use crate::{endpoint::Record, load::Outcomes};
 pub const TERMINAL: [&str; 2] = ["completed", "dead_lettered"];
 
 /// Where each accepted message ended, by id.
-pub async fn statuses(db: &tokio_postgres::Client, ids: &[uuid::Uuid]) -> HashMap<uuid::Uuid, (String, String)> {
+pub async fn statuses(
+    db: &tokio_postgres::Client,
+    ids: &[uuid::Uuid],
+) -> HashMap<uuid::Uuid, (String, String)> {
     db.query(
         "SELECT id, status, queue_name FROM messages WHERE id = ANY($1)",
         &[&ids],
@@ -44,14 +47,16 @@ pub struct BrokerQueue {
 }
 
 pub async fn broker_queues(http: &reqwest::Client) -> Vec<BrokerQueue> {
-    http.get("http://127.0.0.1:15672/api/queues?columns=name,messages_ready,messages_unacknowledged")
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    http.get(
+        "http://127.0.0.1:15672/api/queues?columns=name,messages_ready,messages_unacknowledged",
+    )
+    .basic_auth("guest", Some("guest"))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
 }
 
 /// The findings of one run; `violations` must be empty.
@@ -117,8 +122,10 @@ pub async fn check(
             "dead_lettered" => {
                 f.dead_lettered += 1;
                 if !expect.may_dead_letter.contains(&queue.as_str()) {
-                    f.violations
-                        .push(format!("{} dead-lettered on `{queue}`, whose endpoint never refuses", a.id));
+                    f.violations.push(format!(
+                        "{} dead-lettered on `{queue}`, whose endpoint never refuses",
+                        a.id
+                    ));
                 }
             }
             other => f.stuck.push(format!("{} {other}", a.id)),
@@ -159,23 +166,30 @@ pub async fn check(
         }
     }
     if !f.lost.is_empty() {
-        f.violations.push(format!("{} accepted messages lost", f.lost.len()));
+        f.violations
+            .push(format!("{} accepted messages lost", f.lost.len()));
     }
     if !f.stuck.is_empty() {
-        f.violations.push(format!("{} accepted messages stuck", f.stuck.len()));
+        f.violations
+            .push(format!("{} accepted messages stuck", f.stuck.len()));
     }
     if f.refused_stored > 0 {
-        f.violations.push(format!("{} refused messages stored", f.refused_stored));
+        f.violations
+            .push(format!("{} refused messages stored", f.refused_stored));
     }
     if !f.overlapping.is_empty() {
-        f.violations
-            .push(format!("{} deliveries overlapped another of the same message", f.overlapping.len()));
+        f.violations.push(format!(
+            "{} deliveries overlapped another of the same message",
+            f.overlapping.len()
+        ));
     }
     if !f.broker_left.is_empty() {
-        f.violations.push(format!("work queues not drained: {:?}", f.broker_left));
+        f.violations
+            .push(format!("work queues not drained: {:?}", f.broker_left));
     }
     if !f.stray_queues.is_empty() {
-        f.violations.push(format!("stray broker queues: {:?}", f.stray_queues));
+        f.violations
+            .push(format!("stray broker queues: {:?}", f.stray_queues));
     }
     f
 }

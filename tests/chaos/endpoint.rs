@@ -78,12 +78,18 @@ async fn deliver(
     // Counts the delivery out however it ends: a client that gives up (the delivery timeout)
     // drops this handler mid-way.
     let _leave = Leave(ep.clone(), id.clone());
-    let hash = id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let hash = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     let status = match behaviour.as_str() {
         "flaky" if attempt == 1 => StatusCode::SERVICE_UNAVAILABLE,
         "slow" => {
             let long = attempt == 1 && hash % 8 == 0;
-            let ms = if long { 3_000 } else { 100 + u64::from(hash % 500) };
+            let ms = if long {
+                3_000
+            } else {
+                100 + u64::from(hash % 500)
+            };
             tokio::time::sleep(Duration::from_millis(ms)).await;
             StatusCode::OK
         }

@@ -43,8 +43,12 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::BrokerRestart => "broker restart (rabbitmqctl stop_app/start_app)",
-            Fault::BrokerConnectionCut => "broker connections cut (rabbitmqctl close_all_connections)",
-            Fault::BrokerAlarm => "broker memory alarm, publishers blocked (set_vm_memory_high_watermark)",
+            Fault::BrokerConnectionCut => {
+                "broker connections cut (rabbitmqctl close_all_connections)"
+            }
+            Fault::BrokerAlarm => {
+                "broker memory alarm, publishers blocked (set_vm_memory_high_watermark)"
+            }
             Fault::PostgresRestart => "PostgreSQL restart (pg_ctlcluster restart -m fast)",
             Fault::PostgresConnectionCut => "PostgreSQL connections cut (pg_terminate_backend)",
             Fault::ConsumerKill => "consumer SIGKILL mid-batch",
@@ -86,7 +90,11 @@ pub async fn inject(fault: Fault, sys: &tokio::sync::Mutex<System>, t: &Targets)
             run("rabbitmqctl", &["close_all_connections", "chaos"]).await;
         }
         Fault::BrokerAlarm => {
-            run("rabbitmqctl", &["set_vm_memory_high_watermark", "absolute", "1MB"]).await;
+            run(
+                "rabbitmqctl",
+                &["set_vm_memory_high_watermark", "absolute", "1MB"],
+            )
+            .await;
             tokio::time::sleep(Duration::from_secs(6)).await;
             run("rabbitmqctl", &["set_vm_memory_high_watermark", "0.4"]).await;
         }
@@ -94,7 +102,14 @@ pub async fn inject(fault: Fault, sys: &tokio::sync::Mutex<System>, t: &Targets)
             let v = pg_version();
             run(
                 "pg_ctlcluster",
-                &["--skip-systemctl-redirect", &v, "main", "restart", "-m", "fast"],
+                &[
+                    "--skip-systemctl-redirect",
+                    &v,
+                    "main",
+                    "restart",
+                    "-m",
+                    "fast",
+                ],
             )
             .await;
         }
@@ -115,7 +130,11 @@ pub async fn inject(fault: Fault, sys: &tokio::sync::Mutex<System>, t: &Targets)
             .await;
         }
         Fault::ConsumerKill | Fault::ConsumerTerm => {
-            let signal = if fault == Fault::ConsumerKill { "KILL" } else { "TERM" };
+            let signal = if fault == Fault::ConsumerKill {
+                "KILL"
+            } else {
+                "TERM"
+            };
             let mut s = sys.lock().await;
             System::signal(&mut s.consumer, signal).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -133,7 +152,11 @@ pub async fn inject(fault: Fault, sys: &tokio::sync::Mutex<System>, t: &Targets)
                 (s.http.clone(), s.base.clone(), s.admin.clone())
             };
             let config = |workers: u32| {
-                let (http, url, admin) = (http.clone(), format!("{base}/api/v1/tenants/{}/config", t.paused_queue), admin.clone());
+                let (http, url, admin) = (
+                    http.clone(),
+                    format!("{base}/api/v1/tenants/{}/config", t.paused_queue),
+                    admin.clone(),
+                );
                 async move {
                     // The API may be restarting under an overlapping fault: retry until it answers.
                     for _ in 0..120 {

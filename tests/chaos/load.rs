@@ -39,6 +39,17 @@ pub struct Outcomes {
     pub latencies_ms: Vec<f64>,
 }
 
+/// Who publishes what: `publishers` tasks, each pausing `pause` between requests.
+pub struct Plan {
+    pub publishers: usize,
+    pub seed: u64,
+    pub base: String,
+    pub admin: String,
+    pub run: String,
+    pub targets: Vec<Target>,
+    pub pause: Duration,
+}
+
 pub struct Load {
     pub outcomes: Arc<Mutex<Outcomes>>,
     pub stop: Arc<AtomicBool>,
@@ -54,17 +65,17 @@ impl Load {
         }
     }
 
-    /// Starts `publishers` tasks, each pausing `pause` between requests.
-    pub fn start(
-        &self,
-        publishers: usize,
-        seed: u64,
-        base: &str,
-        admin: &str,
-        run: &str,
-        targets: Vec<Target>,
-        pause: Duration,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts the plan's publishers.
+    pub fn start(&self, plan: Plan) -> Vec<tokio::task::JoinHandle<()>> {
+        let Plan {
+            publishers,
+            seed,
+            base,
+            admin,
+            run,
+            targets,
+            pause,
+        } = plan;
         (0..publishers)
             .map(|p| {
                 let ctx = Publisher {
@@ -72,9 +83,9 @@ impl Load {
                         .timeout(Duration::from_secs(10))
                         .build()
                         .unwrap(),
-                    base: base.to_string(),
-                    admin: admin.to_string(),
-                    run: run.to_string(),
+                    base: base.clone(),
+                    admin: admin.clone(),
+                    run: run.clone(),
                     targets: targets.clone(),
                     outcomes: self.outcomes.clone(),
                     stop: self.stop.clone(),
@@ -103,7 +114,11 @@ impl Publisher {
     async fn run(self, mut rng: StdRng) {
         while !self.stop.load(Ordering::SeqCst) {
             let target = self.targets[rng.random_range(0..self.targets.len())].clone();
-            let n = if rng.random_bool(0.3) { rng.random_range(1..=8) } else { 0 };
+            let n = if rng.random_bool(0.3) {
+                rng.random_range(1..=8)
+            } else {
+                0
+            };
             let seqs: Vec<u64> = (0..n.max(1))
                 .map(|_| self.seq.fetch_add(1, Ordering::SeqCst))
                 .collect();
@@ -160,7 +175,8 @@ impl Publisher {
                 continue;
             }
             let mut o = self.outcomes.lock().unwrap();
-            o.latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            o.latencies_ms
+                .push(started.elapsed().as_secs_f64() * 1000.0);
             let now = Instant::now();
             let accept = |o: &mut Outcomes, seq: u64, id: &Value| {
                 o.accepted.insert(

@@ -22,13 +22,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rand::{SeedableRng, rngs::StdRng, seq::{IndexedRandom, SliceRandom}};
+use rand::{
+    SeedableRng,
+    rngs::StdRng,
+    seq::{IndexedRandom, SliceRandom},
+};
 use serde_json::json;
 
 use crate::{
     endpoint::Endpoint,
     faults::{Fault, Targets},
-    load::{Load, Target},
+    load::{Load, Plan, Target},
     system::System,
 };
 
@@ -70,7 +74,12 @@ pub async fn setup(sys: &System, hook: &str) -> Setup {
     ];
     let mut tenants = Vec::new();
     for i in 0..3 {
-        let t = call(reqwest::Method::POST, "/tenants".into(), json!({"name": format!("chaos-{i}-{}", uuid::Uuid::new_v4())})).await;
+        let t = call(
+            reqwest::Method::POST,
+            "/tenants".into(),
+            json!({"name": format!("chaos-{i}-{}", uuid::Uuid::new_v4())}),
+        )
+        .await;
         tenants.push(t["id"].as_str().unwrap().to_string());
     }
     let mut targets = Vec::new();
@@ -100,6 +109,45 @@ pub async fn setup(sys: &System, hook: &str) -> Setup {
         paused: format!("{}/consumers/ok", tenants[0]),
         work_queues,
     }
+}
+
+/// End-to-end recovery: how long until a message published now to a queue that always
+/// succeeds is `completed` (published, relayed if need be, consumed and delivered).
+async fn probe(http: &reqwest::Client, base: &str, admin: &str, target: &Target) -> Duration {
+    let start = Instant::now();
+    let url = format!("{base}/api/v1/tenants/{}/messages", target.tenant);
+    let mut id = None;
+    while start.elapsed() < Duration::from_secs(300) {
+        if id.is_none() {
+            let r = http
+                .post(&url)
+                .bearer_auth(admin)
+                .json(&json!({"queue_name": target.queue, "message_body": {"probe": true}}))
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.status().as_u16() == 202
+            {
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                id = v["id"].as_str().map(str::to_string);
+            }
+        }
+        if let Some(id) = &id {
+            let r = http
+                .get(format!("{url}/{id}"))
+                .bearer_auth(admin)
+                .send()
+                .await;
+            if let Ok(r) = r {
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                if v["status"] == "completed" {
+                    return start.elapsed();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("a probe message did not complete within 300 s after a fault");
 }
 
 /// One injected fault and what happened around it.
@@ -132,7 +180,15 @@ async fn chaos() {
     };
 
     let load = Load::new();
-    let publishers = load.start(3, seed, &base, &admin, &run, s.targets.clone(), Duration::from_millis(80));
+    let publishers = load.start(Plan {
+        publishers: 3,
+        seed,
+        base: base.clone(),
+        admin: admin.clone(),
+        run: run.clone(),
+        targets: s.targets.clone(),
+        pause: Duration::from_millis(80),
+    });
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut rng = StdRng::seed_from_u64(seed);
@@ -155,10 +211,16 @@ async fn chaos() {
         let names: Vec<&str> = faults_now.iter().map(|f| f.name()).collect();
         eprintln!("chaos: {}", names.join(" + "));
         let start = Instant::now();
-        let runs = faults_now.iter().map(|f| faults::inject(*f, &sys, &targets));
+        let runs = faults_now
+            .iter()
+            .map(|f| faults::inject(*f, &sys, &targets));
         futures::future::join_all(runs).await;
         let end = Instant::now();
-        let recovery = sys.lock().await.wait_healthy(Duration::from_secs(180)).await;
+        sys.lock()
+            .await
+            .wait_healthy(Duration::from_secs(180))
+            .await;
+        let recovery = probe(&http, &base, &admin, &s.targets[0]).await;
         windows.push(Window {
             faults: faults_now,
             start,
@@ -202,7 +264,10 @@ async fn chaos() {
             .filter(|(st, _)| !check::TERMINAL.contains(&st.as_str()))
             .count();
         if open == 0 || settle_start.elapsed() > settle {
-            eprintln!("chaos: {open} messages open after {:?}", settle_start.elapsed());
+            eprintln!(
+                "chaos: {open} messages open after {:?}",
+                settle_start.elapsed()
+            );
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -227,10 +292,19 @@ async fn chaos() {
         .is_ok_and(|r| r.status().is_success());
     let consumer_alive = {
         let mut s = sys.lock().await;
-        s.consumer.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        s.consumer
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     };
     let report = report::chaos(
-        seed, &windows, &outcomes, &record, &findings, settled_in, health_ok, consumer_alive,
+        seed,
+        &windows,
+        &outcomes,
+        &record,
+        &findings,
+        settled_in,
+        health_ok,
+        consumer_alive,
     );
     report::write_section("chaos", &report);
     println!("{report}");
@@ -238,7 +312,12 @@ async fn chaos() {
     faults::restore_services().await;
     assert!(health_ok, "the API is not healthy at the end");
     assert!(consumer_alive, "the consumer is not running at the end");
-    assert!(findings.violations.is_empty(), "violations: {:#?}\nlogs in {}", findings.violations, logs.display());
+    assert!(
+        findings.violations.is_empty(),
+        "violations: {:#?}\nlogs in {}",
+        findings.violations,
+        logs.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,10 @@ pub fn report_path() -> std::path::PathBuf {
 /// Replaces the named section of the report file (creating the file or section if missing).
 pub fn write_section(name: &str, body: &str) {
     let path = report_path();
-    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     let section = format!("{begin}\n{body}\n{end}");
     let next = match (current.find(&begin), current.find(&end)) {
@@ -76,8 +79,16 @@ pub fn chaos(
         f.broker_left.len(),
         f.stray_queues.len(),
         settled_in.as_secs_f64(),
-        if health_ok { "answered healthy" } else { "was NOT healthy" },
-        if consumer_alive { "was running" } else { "was NOT running" },
+        if health_ok {
+            "answered healthy"
+        } else {
+            "was NOT healthy"
+        },
+        if consumer_alive {
+            "was running"
+        } else {
+            "was NOT running"
+        },
     );
     let _ = writeln!(
         out,
@@ -91,7 +102,10 @@ pub fn chaos(
             .filter(|a| a.at >= w.start && a.at <= until)
             .map(|a| a.id.as_str())
             .collect();
-        let lost = during.iter().filter(|id| f.lost.iter().any(|l| l == *id)).count();
+        let lost = during
+            .iter()
+            .filter(|id| f.lost.iter().any(|l| l == *id))
+            .count();
         let twice = during
             .iter()
             .filter(|id| record.delivered.get(**id).is_some_and(|n| *n > 1))
@@ -127,12 +141,21 @@ pub fn chaos(
             s => format!("{n} × {s}"),
         })
         .collect();
-    let _ = writeln!(out, "\nRefusals: {}.", if refusals.is_empty() { "none".into() } else { refusals.join(", ") });
+    let _ = writeln!(
+        out,
+        "\nRefusals: {}.",
+        if refusals.is_empty() {
+            "none".into()
+        } else {
+            refusals.join(", ")
+        }
+    );
     let _ = writeln!(
         out,
         "\n*lasted*: from the injection until it was undone with the service's own command (a \
-         killed process restarted, an alarm cleared); *recovered in*: from then until the API \
-         answered healthy; the counts are of publishes answered in that span."
+         killed process restarted, an alarm cleared); *recovered in*: from then until a message \
+         published then was delivered and `completed` (end to end); the counts are of \
+         publishes answered in that span."
     );
     let mut lat = o.latencies_ms.clone();
     lat.sort_by(f64::total_cmp);

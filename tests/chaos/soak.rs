@@ -8,7 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{endpoint::Endpoint, faults, load::Load, report, setup, system::System};
+use crate::{
+    endpoint::Endpoint,
+    faults,
+    load::{Load, Plan},
+    report, setup,
+    system::System,
+};
 
 #[derive(Clone, Debug)]
 struct Sample {
@@ -43,7 +49,15 @@ pub async fn run(duration: Duration) {
     let s = setup(&sys, &hook).await;
     let load = Load::new();
     let run = format!("soak-{}", uuid::Uuid::new_v4().simple());
-    let publishers = load.start(3, 7, &sys.base, &sys.admin, &run, s.targets.clone(), Duration::from_millis(80));
+    let publishers = load.start(Plan {
+        publishers: 3,
+        seed: 7,
+        base: sys.base.clone(),
+        admin: sys.admin.clone(),
+        run: run.clone(),
+        targets: s.targets.clone(),
+        pause: Duration::from_millis(80),
+    });
     let db = sys.db().await;
     let every = Duration::from_secs(10).min(duration / 6);
     let start = Instant::now();
@@ -113,7 +127,10 @@ pub async fn run(duration: Duration) {
     std::fs::write(&svg, picture(&samples)).unwrap();
     println!("{body}");
     for (name, warm_peak, later, flat) in verdicts {
-        assert!(flat, "{name} memory grew: {warm_peak:.1} MB after warm-up, {later:.1} MB later");
+        assert!(
+            flat,
+            "{name} memory grew: {warm_peak:.1} MB after warm-up, {later:.1} MB later"
+        );
     }
 }
 
@@ -135,7 +152,12 @@ async fn scrape_pool_waits(sys: &System) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-fn section(samples: &[Sample], verdicts: &[(&str, f64, f64, bool)], duration: Duration, pool: Option<String>) -> String {
+fn section(
+    samples: &[Sample],
+    verdicts: &[(&str, f64, f64, bool)],
+    duration: Duration,
+    pool: Option<String>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -157,8 +179,16 @@ fn section(samples: &[Sample], verdicts: &[(&str, f64, f64, bool)], duration: Du
             last.accepted as f64 / last.at_s.max(1.0),
             samples.iter().map(|s| s.pg_connections).min().unwrap_or(0),
             samples.iter().map(|s| s.pg_connections).max().unwrap_or(0),
-            samples.iter().map(|s| s.broker_connections).min().unwrap_or(0),
-            samples.iter().map(|s| s.broker_connections).max().unwrap_or(0),
+            samples
+                .iter()
+                .map(|s| s.broker_connections)
+                .min()
+                .unwrap_or(0),
+            samples
+                .iter()
+                .map(|s| s.broker_connections)
+                .max()
+                .unwrap_or(0),
             samples.iter().map(|s| s.depth).max().unwrap_or(0),
         );
         let _ = first;
@@ -166,14 +196,26 @@ fn section(samples: &[Sample], verdicts: &[(&str, f64, f64, bool)], duration: Du
     if let Some(p) = pool {
         let _ = writeln!(out, "- The API's pool figures at the end:\n\n```\n{p}\n```");
     }
-    let _ = writeln!(out, "\n![memory, connections and depth over the soak run](soak.svg)\n");
-    let _ = writeln!(out, "| at | API RSS | consumer RSS | PG conns | broker conns | depth | accepted |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "\n![memory, connections and depth over the soak run](soak.svg)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| at | API RSS | consumer RSS | PG conns | broker conns | depth | accepted |\n|---|---|---|---|---|---|---|"
+    );
     let step = (samples.len() / 12).max(1);
     for s in samples.iter().step_by(step) {
         let _ = writeln!(
             out,
             "| {:.0} s | {:.1} MB | {:.1} MB | {} | {} | {} | {} |",
-            s.at_s, s.api_rss_mb, s.consumer_rss_mb, s.pg_connections, s.broker_connections, s.depth, s.accepted
+            s.at_s,
+            s.api_rss_mb,
+            s.consumer_rss_mb,
+            s.pg_connections,
+            s.broker_connections,
+            s.depth,
+            s.accepted
         );
     }
     out
@@ -222,17 +264,40 @@ fn picture(samples: &[Sample]) -> String {
         0.0,
         "RSS, MB",
         &[
-            ("API", "#1f77b4", samples.iter().map(|s| s.api_rss_mb).collect()),
-            ("consumer", "#d62728", samples.iter().map(|s| s.consumer_rss_mb).collect()),
+            (
+                "API",
+                "#1f77b4",
+                samples.iter().map(|s| s.api_rss_mb).collect(),
+            ),
+            (
+                "consumer",
+                "#d62728",
+                samples.iter().map(|s| s.consumer_rss_mb).collect(),
+            ),
         ],
     );
     let other = chart(
         h,
         "connections and work queue depth",
         &[
-            ("PostgreSQL connections", "#2ca02c", samples.iter().map(|s| s.pg_connections as f64).collect()),
-            ("broker connections", "#9467bd", samples.iter().map(|s| s.broker_connections as f64).collect()),
-            ("depth", "#ff7f0e", samples.iter().map(|s| s.depth as f64).collect()),
+            (
+                "PostgreSQL connections",
+                "#2ca02c",
+                samples.iter().map(|s| s.pg_connections as f64).collect(),
+            ),
+            (
+                "broker connections",
+                "#9467bd",
+                samples
+                    .iter()
+                    .map(|s| s.broker_connections as f64)
+                    .collect(),
+            ),
+            (
+                "depth",
+                "#ff7f0e",
+                samples.iter().map(|s| s.depth as f64).collect(),
+            ),
         ],
     );
     format!(

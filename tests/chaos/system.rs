@@ -37,8 +37,16 @@ impl System {
     /// A fresh database and both processes started.
     pub async fn start(log_dir: std::path::PathBuf) -> Self {
         let maintenance = "postgres://postgres@127.0.0.1:5432/postgres";
-        run("psql", &["-q", maintenance, "-c",
-            &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")]).await;
+        run(
+            "psql",
+            &[
+                "-q",
+                maintenance,
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+            ],
+        )
+        .await;
         std::fs::create_dir_all(&log_dir).unwrap();
         let secret = format!("chaos-{}", uuid::Uuid::new_v4());
         let port = free_port();
