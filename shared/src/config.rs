@@ -952,14 +952,17 @@ mod tests {
             (c.metrics_enabled, c.metrics_require_auth)
         };
         let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        // Inside Lambda, HS256 needs a secret of the deployment's own.
+        let secret = ("JWT_SECRET", "a-deployment-secret");
         assert_eq!(metrics(&[]), (true, false));
-        assert_eq!(metrics(&[lambda]), (false, true));
+        assert_eq!(metrics(&[lambda, secret]), (false, true));
         assert_eq!(
-            metrics(&[lambda, ("METRICS_ENABLED", "true")]),
+            metrics(&[lambda, secret, ("METRICS_ENABLED", "true")]),
             (true, true)
         );
         let open = [
             lambda,
+            secret,
             ("METRICS_ENABLED", "true"),
             ("METRICS_REQUIRE_AUTH", "false"),
         ];

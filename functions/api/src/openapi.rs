@@ -226,7 +226,10 @@ mod tests {
             .unwrap();
             document_json(&config)
         };
-        let lambda = with(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]);
+        let lambda = with(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("JWT_SECRET", "a-deployment-secret"),
+        ]);
         assert!(lambda["paths"].get("/metrics").is_none());
         assert!(lambda["paths"]["/health"].is_object());
 

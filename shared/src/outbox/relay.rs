@@ -27,6 +27,8 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     let lost = recover_lost(ctx).await?;
     report.republished += lost.republished;
     report.failed += lost.failed;
+    // Counted every sweep, so the series exists from the first one.
+    metrics::counter!(m::RELAY_REPUBLISHED).increment(report.republished as u64);
     if report != RelayReport::default() {
         tracing::info!(
             republished = report.republished,
@@ -51,12 +53,22 @@ async fn recover_lost(ctx: &AppContext) -> Result<RelayReport> {
             continue;
         };
         let queue = QueueRef::new(tenant, name);
-        match holds_nothing(ctx, &crate::broker::work_queue(&queue)).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot count a work queue; lost copies wait");
-                return Ok(report);
+        let counted = tokio::time::timeout(
+            cfg.publish_timeout,
+            holds_nothing(ctx, &crate::broker::work_queue(&queue)),
+        )
+        .await;
+        match counted {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => continue,
+            Err(_) => {
+                tracing::warn!("the broker does not answer; lost copies wait for the next sweep");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, %tenant, queue = %queue_name,
+                    "cannot count a work queue; its lost copies wait for the next sweep");
+                continue;
             }
         }
         let lost =
@@ -78,8 +90,11 @@ async fn recover_lost(ctx: &AppContext) -> Result<RelayReport> {
 /// the management API a message delivered but not yet claimed at the tail of an old backlog
 /// may get one extra copy, which the claim fences.
 async fn holds_nothing(ctx: &AppContext, work_queue: &str) -> anyhow::Result<bool> {
-    if ctx.broker.ready_count(work_queue).await?.unwrap_or(0) > 0 {
-        return Ok(false);
+    match ctx.broker.ready_count(work_queue).await? {
+        // No such queue: no copy either (publishing declares it again).
+        None => return Ok(true),
+        Some(0) => {}
+        Some(_) => return Ok(false),
     }
     match ctx.config.rabbitmq_management_url.as_deref() {
         None => Ok(true),
@@ -132,7 +147,6 @@ async fn republish(ctx: &AppContext, stale: &[db::messages::Unsettled]) -> Resul
             .collect();
         db::messages::relay_forget(&ctx.db, &unconfirmed).await?;
     }
-    metrics::counter!(m::RELAY_REPUBLISHED).increment(done.len() as u64);
     Ok(RelayReport {
         republished: done.len(),
         failed,

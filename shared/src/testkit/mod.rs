@@ -79,10 +79,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A TCP proxy in front of a service. `cut()` drops every open connection and refuses new
-/// ones, as if the service went down; `restore()` brings it back.
+/// ones, as if the service went down; `freeze()` keeps the connections open but passes no byte
+/// either way, as a service that stops answering (a broker under a resource alarm); `restore()`
+/// brings it back.
 pub struct TcpProxy {
     pub addr: SocketAddr,
     down: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -92,18 +95,24 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let down = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
-            let (down, conns) = (down.clone(), conns.clone());
+            let (down, frozen, conns) = (down.clone(), frozen.clone(), conns.clone());
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if down.load(Ordering::SeqCst) {
                         continue; // dropped: connection reset
                     }
+                    let frozen = frozen.clone();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(target).await {
+                            let (from_client, to_client) = inbound.into_split();
+                            let (from_service, to_service) = outbound.into_split();
+                            tokio::join!(
+                                pump(from_client, to_service, frozen.clone()),
+                                pump(from_service, to_client, frozen),
+                            );
                         }
                     });
                     conns.lock().await.push(task);
@@ -113,9 +122,15 @@ impl TcpProxy {
         Self {
             addr,
             down,
+            frozen,
             conns,
             accept,
         }
+    }
+
+    /// Passes no byte either way until `restore()`; connections stay open.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
     }
 
     pub async fn cut(&self) {
@@ -127,7 +142,36 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
+        self.frozen.store(false, Ordering::SeqCst);
     }
+}
+
+/// Copies one direction of a proxied connection, holding every byte while `frozen`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let thawed = || async {
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    loop {
+        thawed().await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Bytes read just as the freeze began wait for the thaw too.
+        thawed().await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for TcpProxy {

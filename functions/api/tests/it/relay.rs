@@ -308,3 +308,77 @@ async fn a_queued_message_whose_copy_is_gone_gets_one_again() {
     sweep(&app, 2).await;
     assert_eq!(copies(&app, &tenant, "lost", &lost).await, 0);
 }
+
+/// Issue #15, defect 2: while the broker stops answering (a resource alarm blocks publishers
+/// and confirms; here a proxy that passes no byte), the relay holds no row lock and no open
+/// transaction, so claims and publishes are never blocked behind it, and its sweep ends within
+/// `RELAY_PUBLISH_TIMEOUT`. Before the fix it held `FOR UPDATE` on its rows inside a
+/// transaction while it waited up to 10 s per confirm.
+#[tokio::test]
+async fn a_broker_that_stops_answering_holds_no_row_locks() {
+    let proxy = shared::testkit::TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let app = spawn_with(|c| {
+        c.rabbitmq_url = url;
+        c.relay.stale_after = Duration::ZERO;
+        c.relay.publish_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let tenant = app.create_tenant().await;
+    let id = publish_drained(&app, &tenant, "stalled").await;
+    let client = app.ctx.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE messages SET status = 'pending', updated_at = now() - interval '1 minute'
+             WHERE id = $1",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+
+    proxy.freeze();
+    let ctx = app.ctx.clone();
+    let sweep = tokio::spawn(async move { relay::run_once(&ctx).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!sweep.is_finished(), "the sweep is waiting on the broker");
+    // The row is free: another transaction locks it at once.
+    let mut other = app.ctx.db.get().await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    let locked = tx
+        .query(
+            "SELECT id FROM messages WHERE id = $1 FOR UPDATE NOWAIT",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await;
+    assert!(locked.is_ok(), "the relay holds the row: {locked:?}");
+    tx.rollback().await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), sweep)
+        .await
+        .expect("the sweep ends within its publish timeout")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.republished, 0);
+    assert!(report.failed >= 1, "{report:?}");
+
+    // Once the broker answers again, the next sweep settles the message.
+    proxy.restore();
+    for _ in 0..40 {
+        sweep_once_quietly(&app).await;
+        let stored = app
+            .get(
+                &format!("/api/v1/tenants/{tenant}/messages/{id}"),
+                &app.admin,
+            )
+            .await;
+        if stored.body["status"] == "queued" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the message was not relayed after the broker came back");
+}
+
+/// A sweep whose errors (the broker reconnecting) are for the next one to retry.
+async fn sweep_once_quietly(app: &TestApp) {
+    let _ = relay::run_once(&app.ctx).await;
+}
