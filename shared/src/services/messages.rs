@@ -237,13 +237,22 @@ async fn ensure_consumer_configs(
     }
     // The tenant is checked here, the first time one of its queues is seen, because the
     // config row needs it; afterwards the insert itself checks it.
-    super::tenants::get_active(ctx, tenant).await?;
-    let client = ctx.db.get().await?;
+    // Under the tenant's row lock, as every queue change is (`consumers::configure`): two
+    // first publishes to new queues cannot both pass `max_queues`, and none outlives a
+    // concurrent deactivation.
+    let mut client = ctx.db.get().await?;
+    let tx = client.transaction().await?;
+    match db::tenants::lock_for_change(&tx, tenant).await? {
+        None => return Err(Error::NotFound(Code::TenantNotFound)),
+        Some(false) => return Err(Error::tenant_inactive()),
+        Some(true) => {}
+    }
     for q in &unknown {
-        super::limits::check_new_queue(&client, tenant, q.queue_name.as_str(), limits).await?;
-        db::consumer_configs::ensure_default(&client, tenant, &q.queue_name, &ctx.config.consumer)
+        super::limits::check_new_queue(&tx, tenant, q.queue_name.as_str(), limits).await?;
+        db::consumer_configs::ensure_default(&tx, tenant, &q.queue_name, &ctx.config.consumer)
             .await?;
     }
+    tx.commit().await?;
     drop(client);
     let consumed = request_consumers(ctx, tenant, unknown).await;
     ctx.known_queues

@@ -254,3 +254,59 @@ async fn oversized_and_unknown_field_bodies_get_the_json_error_shape() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
+
+/// Issue #15, defect 12: `max_queues` was checked, then the queue inserted, so concurrent
+/// creations (first publishes to new queues, or config PUTs) all passed the check. Now queue
+/// creation holds the tenant's row lock: whatever the interleaving, the tenant ends with at
+/// most `max_queues` queues, and each refused creation answered 409.
+#[tokio::test]
+async fn concurrent_new_queues_never_pass_max_queues() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{tenant}/limits"),
+            Some(&app.admin),
+            Some(json!({ "max_queues": 3 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let queues: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    let paths: Vec<String> = (0..8)
+        .map(|i| format!("/api/v1/tenants/{tenant}/consumers/c{i}/config"))
+        .collect();
+    let publishes = queues.iter().map(|q| app.publish(&tenant, q, json!(1)));
+    let configs = paths.iter().map(|path| {
+        app.call(
+            Method::PUT,
+            path,
+            Some(&app.admin),
+            Some(json!({ "workers": 1 })),
+        )
+    });
+    let (published, configured) = tokio::join!(
+        futures::future::join_all(publishes),
+        futures::future::join_all(configs)
+    );
+    let created = published
+        .iter()
+        .chain(&configured)
+        .filter(|r| r.status.is_success())
+        .count();
+    for r in published.iter().chain(&configured) {
+        if !r.status.is_success() {
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::CONFLICT, "queue_limit_reached")
+            );
+        }
+    }
+    let queues = app
+        .get(&format!("/api/v1/tenants/{tenant}/consumers"), &app.admin)
+        .await;
+    let n = queues.body["items"].as_array().unwrap().len();
+    // The tenant's `default` queue is one of the three.
+    assert_eq!(n, 3, "{}", queues.body);
+    assert_eq!(created, 2, "two new queues fit beside `default`");
+}
