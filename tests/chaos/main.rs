@@ -5,7 +5,7 @@
 //!
 //! Settings: `CHAOS_SEED` (default 1), `CHAOS_OVERLAPS` (pairs of overlapping faults after
 //! every fault once alone; default 3), `CHAOS_SETTLE` (seconds to wait for every accepted
-//! message to settle; default 180), `SOAK_DURATION` (seconds; default 1200), and
+//! message to settle, and again for the work queues to empty; default 300), `SOAK_DURATION` (seconds; default 1200), and
 //! `RELIABILITY_REPORT` (the Markdown file whose section the run rewrites; default
 //! docs/RELIABILITY.md).
 
@@ -163,7 +163,7 @@ pub struct Window {
 async fn chaos() {
     let seed = env_u64("CHAOS_SEED", 1);
     let overlaps = env_u64("CHAOS_OVERLAPS", 3) as usize;
-    let settle = Duration::from_secs(env_u64("CHAOS_SETTLE", 180));
+    let settle = Duration::from_secs(env_u64("CHAOS_SETTLE", 300));
     let run = format!("chaos-{seed}-{}", uuid::Uuid::new_v4().simple());
     faults::restore_services().await;
     let endpoint = Endpoint::default();
@@ -273,8 +273,23 @@ async fn chaos() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let settled_in = settle_start.elapsed();
-    // Let the last acknowledgements reach the broker's figures (sampled every 5 s).
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Copies of settled messages (redeliveries after a kill, relay copies) are still on their
+    // way through the consumer, which acknowledges them without processing: wait for the work
+    // queues to empty (the broker samples its figures every 5 s).
+    let drain_start = Instant::now();
+    while drain_start.elapsed() < settle {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let left: u64 = check::broker_queues(&http)
+            .await
+            .iter()
+            .filter(|q| s.work_queues.contains(&q.name) && !q.name.contains(&s.doomed_tenant))
+            .map(|q| q.messages_ready + q.messages_unacknowledged)
+            .sum();
+        if left == 0 {
+            break;
+        }
+        eprintln!("chaos: {left} copies still on the work queues");
+    }
 
     let outcomes = load.outcomes.lock().unwrap().clone();
     let record = endpoint.record.lock().unwrap().clone();
