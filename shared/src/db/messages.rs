@@ -221,6 +221,16 @@ pub struct Unsettled {
     pub headers: BTreeMap<String, String>,
 }
 
+fn unsettled(r: &tokio_postgres::Row) -> Unsettled {
+    Unsettled {
+        id: r.get("id"),
+        tenant_id: TenantId(r.get("tenant_id")),
+        queue_name: r.get("queue_name"),
+        body: r.get("body"),
+        headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
+    }
+}
+
 /// System-wide (relay only): takes up to `limit` messages that should be on the broker but may
 /// not be, and records that the relay is putting a copy there (`relayed_at`,
 /// `relayed_attempt`), in one statement, so no lock is held while the broker is asked:
@@ -268,16 +278,7 @@ pub async fn relay_take_unsettled(
             &[&stale_after.as_secs_f64(), &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Unsettled {
-            id: r.get("id"),
-            tenant_id: TenantId(r.get("tenant_id")),
-            queue_name: r.get("queue_name"),
-            body: r.get("body"),
-            headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
-        })
-        .collect())
+    Ok(rows.iter().map(unsettled).collect())
 }
 
 /// Consumable queues (tenant active, not at capacity 0, queue enabled with workers) holding
@@ -342,16 +343,7 @@ pub async fn relay_take_lost(
             &[&tenant.0, &queue, &lost_after.as_secs_f64(), &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Unsettled {
-            id: r.get("id"),
-            tenant_id: TenantId(r.get("tenant_id")),
-            queue_name: r.get("queue_name"),
-            body: r.get("body"),
-            headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
-        })
-        .collect())
+    Ok(rows.iter().map(unsettled).collect())
 }
 
 /// System-wide (relay only): the broker confirmed these copies. A `pending` message is now

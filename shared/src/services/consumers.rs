@@ -34,11 +34,7 @@ pub async fn configure(
     let limits = standing.overrides.resolve(&ctx.config.limits.tenant);
     let mut client = ctx.db.get().await?;
     let tx = client.transaction().await?;
-    match db::tenants::lock_for_change(&tx, tenant).await? {
-        None => return Err(Error::NotFound(Code::TenantNotFound)),
-        Some(false) => return Err(Error::tenant_inactive()),
-        Some(true) => {}
-    }
+    super::tenants::lock_active(&tx, tenant).await?;
     super::limits::check_new_queue(&tx, tenant, update.queue_name.as_str(), &limits).await?;
     let config = db::consumer_configs::upsert(&tx, tenant, update, &ctx.config.consumer).await?;
     tx.commit().await?;

@@ -242,11 +242,7 @@ async fn ensure_consumer_configs(
     // concurrent deactivation.
     let mut client = ctx.db.get().await?;
     let tx = client.transaction().await?;
-    match db::tenants::lock_for_change(&tx, tenant).await? {
-        None => return Err(Error::NotFound(Code::TenantNotFound)),
-        Some(false) => return Err(Error::tenant_inactive()),
-        Some(true) => {}
-    }
+    super::tenants::lock_active(&tx, tenant).await?;
     for q in &unknown {
         super::limits::check_new_queue(&tx, tenant, q.queue_name.as_str(), limits).await?;
         db::consumer_configs::ensure_default(&tx, tenant, &q.queue_name, &ctx.config.consumer)

@@ -41,6 +41,16 @@ pub async fn get_active(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     Ok(tenant)
 }
 
+/// Locks the tenant's row for a change to its queues, which it must exist and be active for
+/// (see `db::tenants::lock_for_change`).
+pub async fn lock_active(tx: &impl deadpool_postgres::GenericClient, id: TenantId) -> Result<()> {
+    match db::tenants::lock_for_change(tx, id).await? {
+        None => Err(Error::NotFound(Code::TenantNotFound)),
+        Some(false) => Err(Error::tenant_inactive()),
+        Some(true) => Ok(()),
+    }
+}
+
 pub async fn list(ctx: &AppContext, page: &PageRequest) -> Result<Page<Tenant>> {
     let rows = db::tenants::list_all(&ctx.db, page).await?;
     Ok(Page::from_rows(rows, page, |t| t.id.0))
