@@ -195,7 +195,10 @@ async fn only_admins_set_limits_and_bad_values_are_refused() {
         // Issue #15, defect 12: a rate near f64::MAX overflowed the bucket's arithmetic (500s).
         (json!({ "publish_rate": 1.7e308 }), "invalid_limits"),
         (json!({ "publish_rate": 1_000_000.5 }), "invalid_limits"),
-        (json!({ "max_backlog": 9_007_199_254_740_992u64 }), "invalid_limits"),
+        (
+            json!({ "max_backlog": 9_007_199_254_740_992u64 }),
+            "invalid_limits",
+        ),
         (json!({ "max_queue": 3 }), "invalid_json"),
     ] {
         let r = app
