@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
+use shared::broker::stats::management_get;
 
 use crate::{endpoint::Record, load::Outcomes};
 
@@ -46,15 +47,16 @@ pub struct BrokerQueue {
     pub messages_unacknowledged: u64,
 }
 
+/// The local broker's management API, as the services run it.
+pub const MANAGEMENT: &str = "http://guest:guest@127.0.0.1:15672";
+
 pub async fn broker_queues(http: &reqwest::Client) -> Vec<BrokerQueue> {
-    http.get(
-        "http://127.0.0.1:15672/api/queues?columns=name,messages_ready,messages_unacknowledged",
+    management_get(
+        http,
+        MANAGEMENT,
+        "/api/queues",
+        Some("columns=name,messages_ready,messages_unacknowledged"),
     )
-    .basic_auth("guest", Some("guest"))
-    .send()
-    .await
-    .unwrap()
-    .json()
     .await
     .unwrap()
 }

@@ -78,16 +78,14 @@ pub async fn run(duration: Duration) {
             .filter(|q| s.work_queues.contains(&q.name))
             .map(|q| q.messages_ready + q.messages_unacknowledged)
             .sum();
-        let conns: Vec<serde_json::Value> = sys
-            .http
-            .get("http://127.0.0.1:15672/api/connections?columns=name")
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
+        let conns: Vec<serde_json::Value> = shared::broker::stats::management_get(
+            &sys.http,
+            crate::check::MANAGEMENT,
+            "/api/connections",
+            Some("columns=name"),
+        )
+        .await
+        .unwrap_or_default();
         let sample = Sample {
             at_s: start.elapsed().as_secs_f64(),
             api_rss_mb: rss_mb(System::pid(&sys.api)),

@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::auth::{Authenticator, Claims};
+use shared::{
+    auth::{Authenticator, Claims},
+    testkit::free_port,
+};
 use system_tests::processes::{bin, root};
 use tokio::process::{Child, Command};
 
@@ -23,14 +26,6 @@ pub struct System {
     pub consumer: Option<Child>,
     pub http: reqwest::Client,
     log_dir: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl System {

@@ -46,28 +46,19 @@ pub async fn management_get<T: serde::de::DeserializeOwned>(
     Ok(req.send().await?.error_for_status()?.json().await?)
 }
 
-/// Messages of one queue delivered and not yet acknowledged, as the management API last
-/// sampled them (every few seconds). The vhost is the AMQP URL's.
+/// Messages of one queue of `vhost` delivered and not yet acknowledged, as the management API
+/// last sampled them (every few seconds).
 pub async fn unacked(
     client: &reqwest::Client,
     management_url: &str,
-    amqp_url: &str,
+    vhost: &str,
     queue: &str,
 ) -> anyhow::Result<u64> {
-    let vhost = Url::parse(amqp_url)?
-        .path()
-        .trim_start_matches('/')
-        .to_string();
-    let vhost = if vhost.is_empty() {
-        "%2f".into()
-    } else {
-        vhost
-    };
-    let queue = url::form_urlencoded::byte_serialize(queue.as_bytes()).collect::<String>();
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let info: QueueInfo = management_get(
         client,
         management_url,
-        &format!("/api/queues/{vhost}/{queue}"),
+        &format!("/api/queues/{}/{}", encode(vhost), encode(queue)),
         Some("columns=name,messages_ready,messages_unacknowledged"),
     )
     .await?;

@@ -221,6 +221,20 @@ pub struct Unsettled {
     pub headers: BTreeMap<String, String>,
 }
 
+/// SQL: the tenant queue named by these columns can be consumed: its tenant is active and not
+/// at capacity 0, and the queue is not paused (`enabled: false` or `workers: 0`; a queue
+/// without a config row takes the defaults, which consume).
+fn consumable(tenant: &str, queue: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM tenants t WHERE t.id = {tenant} AND t.status = 'active')
+         AND NOT EXISTS (SELECT 1 FROM consumer_configs cc
+                         WHERE cc.tenant_id = {tenant} AND cc.queue_name = {queue}
+                           AND (NOT cc.enabled OR cc.workers = 0))
+         AND NOT EXISTS (SELECT 1 FROM tenant_capacity tc
+                         WHERE tc.tenant_id = {tenant} AND tc.desired_concurrency = 0)"
+    )
+}
+
 fn unsettled(r: &tokio_postgres::Row) -> Unsettled {
     Unsettled {
         id: r.get("id"),
@@ -250,9 +264,8 @@ pub async fn relay_take_unsettled(
     limit: i64,
 ) -> Result<Vec<Unsettled>> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "WITH taken AS (
+    let sql = format!(
+        "WITH taken AS (
                  SELECT m.id FROM messages m
                  WHERE m.status IN ('pending', 'retrying', 'processing')
                    AND m.updated_at < now() - make_interval(secs => $1)
@@ -261,13 +274,7 @@ pub async fn relay_take_unsettled(
                         OR (m.relayed_attempt IS DISTINCT FROM m.total_attempts
                             AND ((m.status = 'retrying' AND m.next_attempt_at < now() - make_interval(secs => $1))
                                  OR (m.status = 'processing' AND m.locked_until < now() - make_interval(secs => $1)))
-                            AND EXISTS (SELECT 1 FROM tenants t
-                                        WHERE t.id = m.tenant_id AND t.status = 'active')
-                            AND NOT EXISTS (SELECT 1 FROM consumer_configs c
-                                            WHERE c.tenant_id = m.tenant_id AND c.queue_name = m.queue_name
-                                              AND (NOT c.enabled OR c.workers = 0))
-                            AND NOT EXISTS (SELECT 1 FROM tenant_capacity tc
-                                            WHERE tc.tenant_id = m.tenant_id AND tc.desired_concurrency = 0)))
+                            AND {consumable}))
                  ORDER BY m.updated_at
                  LIMIT $2
                  FOR UPDATE OF m SKIP LOCKED)
@@ -275,8 +282,10 @@ pub async fn relay_take_unsettled(
              FROM taken WHERE messages.id = taken.id
              RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
                  messages.headers",
-            &[&stale_after.as_secs_f64(), &limit],
-        )
+        consumable = consumable("m.tenant_id", "m.queue_name"),
+    );
+    let rows = client
+        .query(&sql, &[&stale_after.as_secs_f64(), &limit])
         .await?;
     Ok(rows.iter().map(unsettled).collect())
 }
@@ -290,13 +299,9 @@ pub async fn relay_queues_with_old_queued(
     limit: i64,
 ) -> Result<Vec<(TenantId, String)>> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT c.tenant_id, c.queue_name FROM consumer_configs c
-             JOIN tenants t ON t.id = c.tenant_id AND t.status = 'active'
-             WHERE c.enabled AND c.workers > 0
-               AND NOT EXISTS (SELECT 1 FROM tenant_capacity tc
-                               WHERE tc.tenant_id = c.tenant_id AND tc.desired_concurrency = 0)
+    let sql = format!(
+        "SELECT c.tenant_id, c.queue_name FROM consumer_configs c
+             WHERE {consumable}
                AND EXISTS (SELECT 1 FROM messages m
                            WHERE m.tenant_id = c.tenant_id AND m.queue_name = c.queue_name
                              AND m.status IN ('pending', 'queued', 'retrying')
@@ -305,8 +310,10 @@ pub async fn relay_queues_with_old_queued(
                              AND m.queued_at < now() - make_interval(secs => $1)
                              AND m.relayed_attempt IS DISTINCT FROM m.total_attempts)
              LIMIT $2",
-            &[&lost_after.as_secs_f64(), &limit],
-        )
+        consumable = consumable("c.tenant_id", "c.queue_name"),
+    );
+    let rows = client
+        .query(&sql, &[&lost_after.as_secs_f64(), &limit])
         .await?;
     Ok(rows
         .iter()
@@ -316,7 +323,8 @@ pub async fn relay_queues_with_old_queued(
 
 /// Takes up to `limit` of the queue's `queued` messages older than `lost_after` that have no
 /// relay copy for their current attempt, recording the copy about to be made (see
-/// [`relay_take_unsettled`]).
+/// [`relay_take_unsettled`]). The status list and `created_at` bound here and in
+/// [`relay_queues_with_old_queued`] are those of the `messages_waiting` index, so both read it.
 pub async fn relay_take_lost(
     pool: &Pool,
     tenant: TenantId,

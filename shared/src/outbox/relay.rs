@@ -96,16 +96,12 @@ async fn holds_nothing(ctx: &AppContext, work_queue: &str) -> anyhow::Result<boo
         Some(0) => {}
         Some(_) => return Ok(false),
     }
-    match ctx.config.rabbitmq_management_url.as_deref() {
-        None => Ok(true),
-        Some(url) => {
-            Ok(
-                crate::broker::stats::unacked(&ctx.http, url, &ctx.config.rabbitmq_url, work_queue)
-                    .await?
-                    == 0,
-            )
-        }
-    }
+    let Some(url) = ctx.config.rabbitmq_management_url.as_deref() else {
+        return Ok(true);
+    };
+    // The vhost the connection is on, as the broker names it.
+    let vhost = ctx.broker.connection().await?.status().vhost().to_string();
+    Ok(crate::broker::stats::unacked(&ctx.http, url, &vhost, work_queue).await? == 0)
 }
 
 /// Publishes the taken messages (bounded by `RELAY_PUBLISH_TIMEOUT`) and records the outcome.
