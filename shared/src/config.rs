@@ -13,11 +13,21 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Every prepared statement here is keyed by primary or unique keys (LATERAL lookups for id
+/// arrays), so one generic plan fits all executions; without this PostgreSQL re-plans
+/// array-parameter statements on every call. A plan is re-made when the statistics of a table
+/// it reads change, which `db::statistics::refresh` sees to while tables are young.
+pub const DEFAULT_DATABASE_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
+
 /// `Debug` redacts secrets: the JWT secret and URL passwords never reach a log line.
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub database_max_connections: usize,
+    /// The `options` startup parameter of pooled connections (`DATABASE_OPTIONS`): by default
+    /// `-c plan_cache_mode=force_generic_plan` (see `db::pool`); set but empty, none is sent,
+    /// as RDS Proxy requires (it refuses `options`; its InitQuery sets the mode instead).
+    pub database_options: Option<String>,
     pub database_tls: DatabaseTls,
     pub rabbitmq_url: String,
     /// The RabbitMQ management API, for queue depths (`RABBITMQ_MANAGEMENT_URL`; `off` disables).
@@ -508,6 +518,11 @@ impl Config {
             },
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
+            database_options: match lookup("DATABASE_OPTIONS") {
+                None => Some(DEFAULT_DATABASE_OPTIONS.to_string()),
+                Some(s) if s.trim().is_empty() => None,
+                Some(s) => Some(s),
+            },
             database_tls,
             rabbitmq_url: v.string("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             rabbitmq_management_url: Some(v.string(
@@ -604,6 +619,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_options", &self.database_options)
             .field("database_tls", &self.database_tls)
             .field("rabbitmq_url", &redact_url(&self.rabbitmq_url))
             .field(
@@ -872,6 +888,26 @@ mod tests {
         assert_eq!(
             c.maintenance_database_url().unwrap(),
             "postgres://app:pw@db:5432/postgres"
+        );
+    }
+
+    #[test]
+    fn database_options_default_to_generic_plans_and_empty_sends_none() {
+        assert_eq!(
+            with(&[]).unwrap().database_options.as_deref(),
+            Some(DEFAULT_DATABASE_OPTIONS)
+        );
+        // What the template sets behind RDS Proxy.
+        assert_eq!(
+            with(&[("DATABASE_OPTIONS", "")]).unwrap().database_options,
+            None
+        );
+        assert_eq!(
+            with(&[("DATABASE_OPTIONS", "-c work_mem=8MB")])
+                .unwrap()
+                .database_options
+                .as_deref(),
+            Some("-c work_mem=8MB")
         );
     }
 

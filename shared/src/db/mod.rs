@@ -35,13 +35,11 @@ mod embedded {
 pub fn pool(config: &Config) -> anyhow::Result<Pool> {
     let mut cfg = deadpool_postgres::Config::new();
     cfg.url = Some(config.database_url.clone());
-    // Every prepared statement here is keyed by primary or unique keys (LATERAL lookups for
-    // id arrays), so one generic plan fits all executions; without this PostgreSQL re-plans
-    // array-parameter statements on every call. A plan is re-made when the statistics of a
-    // table it reads change, which `statistics::refresh` sees to while tables are young. Left
-    // alone when the URL sets its own options.
+    // `plan_cache_mode=force_generic_plan` by default (`config::DEFAULT_DATABASE_OPTIONS` says
+    // why); none behind RDS Proxy, which refuses the startup parameter and runs the same SET as
+    // its InitQuery. Left alone when the URL sets its own options.
     if !config.database_url.contains("options=") {
-        cfg.options = Some("-c plan_cache_mode=force_generic_plan".into());
+        cfg.options = config.database_options.clone();
     }
     cfg.manager = Some(ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
