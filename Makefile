@@ -30,12 +30,12 @@ migrate-up: ## Create the database if needed and apply migrations
 	scripts/services.sh
 	cargo run -q -p api -- migrate
 
-lint: ## rustfmt, clippy (warnings as errors), sam validate with and without --lint, docker-compose.yml
+lint: ## rustfmt, clippy (warnings as errors), sam validate with and without --lint, checkov, docker-compose.yml
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/template-check.sh
 
-template-check: ## Offline checks of template.yaml (SAM transform + cfn-lint) and docker-compose.yml
+template-check: ## Offline checks of template.yaml (SAM transform, cfn-lint, checkov) and docker-compose.yml
 	scripts/template-check.sh
 
 fmt:
