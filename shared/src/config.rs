@@ -76,8 +76,16 @@ pub struct ControlConfig {
     pub function_prefix: String,
     pub mq_broker_arn: Option<String>,
     pub mq_secret_arn: Option<String>,
-    /// Reserved concurrency of a tenant without a capacity of its own.
-    pub default_tenant_concurrency: u32,
+    /// The function every pooled tenant's queues map to (`POOLED_CONSUMER_FUNCTION`; default
+    /// the template function, the stack's ConsumerFunction). It has no reserved concurrency.
+    pub pooled_function: String,
+    /// The account's concurrency limit as configured (`LAMBDA_ACCOUNT_CONCURRENCY`): when set it
+    /// overrides what the provisioner last read from GetAccountSettings; unset, that reading
+    /// counts, or AWS's default of 1000 before the first one.
+    pub account_concurrency: Option<u32>,
+    /// Reserved concurrency of the stack's own functions (`STACK_RESERVED_CONCURRENCY`), which
+    /// the concurrency budget leaves to them.
+    pub stack_reserved_concurrency: u32,
 }
 
 /// How bearer tokens are verified besides HS256 with `JWT_SECRET`. Public keys are not secret,
@@ -500,6 +508,16 @@ impl Config {
         if control_kind == ControlPlaneKind::Aws && control_queue_url.is_none() {
             return Err(v.error("CONTROL_QUEUE_URL", "required when CONTROL_PLANE=aws"));
         }
+        if v.get("DEFAULT_TENANT_CONCURRENCY").is_some() {
+            // Refused rather than ignored: a deployment that still sets it expects every
+            // tenant to reserve it, which no longer happens.
+            return Err(v.error(
+                "DEFAULT_TENANT_CONCURRENCY",
+                "was removed: a tenant without a capacity of its own is pooled (shares the \
+                 pooled consumer function, nothing reserved); give a tenant a capacity to \
+                 reserve concurrency for it. Unset it",
+            ));
+        }
         let function_prefix = v.string("TENANT_FUNCTION_PREFIX", "msgsvc-tenant-");
         // Lambda names are at most 64 characters; a tenant id takes 36.
         if function_prefix.len() > 28 {
@@ -510,11 +528,24 @@ impl Config {
             control: ControlConfig {
                 kind: control_kind,
                 queue_url: control_queue_url,
+                pooled_function: v.string(
+                    "POOLED_CONSUMER_FUNCTION",
+                    &v.string("TENANT_FUNCTION_TEMPLATE", "consumer"),
+                ),
                 function_template: v.string("TENANT_FUNCTION_TEMPLATE", "consumer"),
                 function_prefix,
                 mq_broker_arn: v.get("MQ_BROKER_ARN"),
                 mq_secret_arn: v.get("MQ_SECRET_ARN"),
-                default_tenant_concurrency: v.parse("DEFAULT_TENANT_CONCURRENCY", 2)?,
+                account_concurrency: match v.get("LAMBDA_ACCOUNT_CONCURRENCY") {
+                    None => None,
+                    Some(_) => match v.parse::<u32>("LAMBDA_ACCOUNT_CONCURRENCY", 0)? {
+                        0 => {
+                            return Err(v.error("LAMBDA_ACCOUNT_CONCURRENCY", "must be at least 1"));
+                        }
+                        n => Some(n),
+                    },
+                },
+                stack_reserved_concurrency: v.parse("STACK_RESERVED_CONCURRENCY", 0)?,
             },
             database_url,
             database_max_connections: v.parse("DATABASE_MAX_CONNECTIONS", 16)?,
@@ -855,7 +886,9 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 262_144);
         assert_eq!(c.database_name(), Some("msgsvc"));
         assert_eq!(c.control.kind, ControlPlaneKind::Local);
-        assert_eq!(c.control.default_tenant_concurrency, 2);
+        assert_eq!(c.control.account_concurrency, None);
+        assert_eq!(c.control.pooled_function, "consumer");
+        assert_eq!(c.control.stack_reserved_concurrency, 0);
         let err = with(&[("CONTROL_PLANE", "aws")]).unwrap_err();
         assert_eq!(err.var, "CONTROL_QUEUE_URL");
     }
@@ -1037,7 +1070,9 @@ mod tests {
             ("API_MAX_PAGE_SIZE", "0"),
             ("JWT_LEEWAY", "soon"),
             ("CONTROL_PLANE", "cloud"),
-            ("DEFAULT_TENANT_CONCURRENCY", "-1"),
+            ("DEFAULT_TENANT_CONCURRENCY", "2"),
+            ("LAMBDA_ACCOUNT_CONCURRENCY", "0"),
+            ("STACK_RESERVED_CONCURRENCY", "-1"),
             ("METRICS_REQUIRE_AUTH", "sometimes"),
             ("CONSUMER_CHANNELS_PER_CONNECTION", "0"),
             ("CONSUMER_CHANNELS_PER_CONNECTION", "2048"),

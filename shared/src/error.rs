@@ -92,6 +92,7 @@ error_codes! {
     InvalidLimits = "invalid_limits", 400, "a tenant limit is out of range";
     InvalidCapacity = "invalid_capacity", 400, "reserved_concurrency is out of range (0 to 1000)";
     BatchExceedsBurst = "batch_exceeds_burst", 400, "a batch holds more messages than the tenant's publish burst; split it";
+    ConcurrencyBudgetExceeded = "concurrency_budget_exceeded", 409, "the capacity would leave the account less than the 100 unreserved concurrency AWS requires; the error's `budget` holds the figures";
     QueueLimitReached = "queue_limit_reached", 409, "a new queue would exceed the tenant's max_queues";
     RateLimited = "rate_limited", 429, "the tenant's publish rate is exceeded; retry after `Retry-After`";
     BacklogLimitReached = "backlog_limit_reached", 429, "the tenant's stored backlog is at max_backlog; retry after `Retry-After`";
@@ -141,6 +142,12 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// A capacity over the account's concurrency budget: 409 with the figures.
+    #[error(
+        "a capacity of {} would leave the account less than {} unreserved concurrency: at most {} is available (account limit {}, reserved by other tenants {}, by the stack {})",
+        .0.requested, .0.min_unreserved, .0.available, .0.account_limit, .0.reserved_by_tenants, .0.reserved_by_stack
+    )]
+    BudgetExceeded(Box<crate::domain::ConcurrencyBudget>),
     #[error("{0} unavailable")]
     Unavailable(Dependency),
     /// Anything else: logged in full, answered opaquely.
@@ -202,6 +209,7 @@ impl Error {
                 message: message.clone(),
                 retry_after_secs: *retry_after_secs,
             },
+            Error::BudgetExceeded(b) => Error::BudgetExceeded(b.clone()),
             Error::Unavailable(d) => Error::Unavailable(*d),
             Error::Internal(e) => Error::Internal(anyhow::anyhow!("{e:#}")),
         }
@@ -222,6 +230,7 @@ impl Error {
             Error::NotFound(code) => *code,
             Error::Unauthenticated(_) => Code::Unauthorized,
             Error::Forbidden(_) => Code::Forbidden,
+            Error::BudgetExceeded(_) => Code::ConcurrencyBudgetExceeded,
             Error::Unavailable(Dependency::Database) => Code::DatabaseUnavailable,
             Error::Unavailable(Dependency::Broker) => Code::BrokerUnavailable,
             Error::Internal(_) => Code::InternalError,

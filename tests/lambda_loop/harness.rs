@@ -41,6 +41,15 @@ pub fn base_env(config: &Config) -> Vec<(&'static str, String)> {
         // The relay sweeps every tenant's pending messages: tests leave it to its own tests.
         ("RELAY_ENABLED", "false".into()),
         ("LOG_LEVEL", "info".into()),
+        // The shared test database keeps every run's dedicated tenants (see test_config).
+        (
+            "LAMBDA_ACCOUNT_CONCURRENCY",
+            config
+                .control
+                .account_concurrency
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
     ]
 }
 

@@ -212,18 +212,38 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
     assert_eq!(created.status(), 201);
     let tenant: Value = created.json().await.unwrap();
     let tenant_id = tenant["id"].as_str().unwrap().to_string();
-    let function = format!("{}{tenant_id}", config.control.function_prefix);
-    let default = config.control.default_tenant_concurrency as i32;
+    // A new tenant is pooled: onboarded onto the pooled consumer, no function of its own.
+    let capacity_url = format!("{}/api/v1/tenants/{tenant_id}/capacity", watch.url);
     eventually(
-        "the tenant function has no reserved concurrency",
+        "the tenant is not onboarded onto the pooled function",
         Duration::from_secs(120),
         || async {
-            reserved_concurrency(&function)
+            let c: Value = http
+                .get(&capacity_url)
+                .bearer_auth(&admin)
+                .send()
                 .await
-                .filter(|&n| n == default)
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (c["state"] == "applied" && c["tier"] == "pooled" && c["function_name"] == "consumer")
+                .then_some(())
         },
     )
     .await;
+    let function = format!("{}{tenant_id}", config.control.function_prefix);
+    assert!(
+        lambda()
+            .get_function()
+            .function_name(&function)
+            .send()
+            .await
+            .is_err_and(|e| e
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception())),
+        "a pooled tenant has no function of its own"
+    );
 
     // The event source plays Amazon MQ: deliveries of this tenant's queues go to the consumer
     // function through the Invoke API (never processed in its own process).
@@ -279,7 +299,9 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
         watch.group.log_tail()
     );
 
-    // A capacity change travels the same way and is read back from LocalStack's Lambda.
+    // A capacity makes the tenant dedicated; the change travels the same way and is read back
+    // from LocalStack's Lambda: its own function, reserving the effective capacity (3 asked,
+    // 2 enabled queues: default and orders).
     let changed = http
         .put(format!("{}/api/v1/tenants/{tenant_id}/capacity", watch.url))
         .bearer_auth(&admin)
@@ -289,9 +311,9 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
         .unwrap();
     assert_eq!(changed.status(), 200, "{:?}", changed.text().await);
     eventually(
-        "the tenant function's reserved concurrency did not change",
+        "the dedicated tenant function's reserved concurrency is not the effective capacity",
         Duration::from_secs(120),
-        || async { reserved_concurrency(&function).await.filter(|&n| n == 3) },
+        || async { reserved_concurrency(&function).await.filter(|&n| n == 2) },
     )
     .await;
     let status: Value = http
@@ -312,7 +334,10 @@ async fn a_message_goes_api_function_broker_consumer_function_to_completed() {
         .iter()
         .find(|i| i["queue_name"] == "orders")
         .unwrap_or_else(|| panic!("no orders queue: {status}"));
-    assert_eq!(orders["capacity"]["applied_concurrency"], 3, "{status}");
+    assert_eq!(orders["tier"], "dedicated", "{status}");
+    assert_eq!(orders["capacity"]["desired_concurrency"], 3, "{status}");
+    assert_eq!(orders["capacity"]["effective_concurrency"], 2, "{status}");
+    assert_eq!(orders["capacity"]["applied_concurrency"], 2, "{status}");
     assert_eq!(orders["capacity"]["applied_by"], "provisioner", "{status}");
     // The queue the publish created got its mapping job through SQS too; the provisioner
     // records it `unsupported` because LocalStack has no Amazon MQ.

@@ -1,5 +1,6 @@
 //! The one place where errors become HTTP responses:
-//! `{"error": {"code": "<stable_snake_case>", "message": "<human text>"}}`.
+//! `{"error": {"code": "<stable_snake_case>", "message": "<human text>"}}`, plus the figures
+//! (`budget`) of a `concurrency_budget_exceeded`.
 
 use axum::{
     Json,
@@ -7,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use shared::{Error, error::Code};
+use shared::{Error, domain::ConcurrencyBudget, error::Code};
 use utoipa::openapi::{ObjectBuilder, RefOr, Type, schema::Schema};
 
 pub struct ApiError(pub Error);
@@ -25,6 +26,9 @@ pub struct ErrorBody {
     pub code: &'static str,
     /// For humans; may change between versions.
     pub message: String,
+    /// With `concurrency_budget_exceeded` only: the figures the capacity was checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<ConcurrencyBudget>,
 }
 
 /// Every error response has this shape.
@@ -48,9 +52,14 @@ pub fn body_of(err: &Error) -> ErrorBody {
         Error::Unavailable(dep) => format!("the {dep} is unavailable; try again shortly"),
         other => other.to_string(),
     };
+    let budget = match err {
+        Error::BudgetExceeded(b) => Some((**b).clone()),
+        _ => None,
+    };
     ErrorBody {
         code: err.code().as_str(),
         message,
+        budget,
     }
 }
 

@@ -14,12 +14,12 @@ use aws_sdk_lambda::{
 use shared::{
     AppContext,
     broker::{QueueRef, work_queue},
-    control_plane::{self, Apply, Job, effective_concurrency},
+    control_plane::{self, Apply, Job},
     db::{self, control_state::MappingRecord},
     domain::{ConsumerConfig, QueueName, TenantId},
 };
 
-const APPLIED_BY: &str = "provisioner";
+pub(crate) const APPLIED_BY: &str = "provisioner";
 
 pub struct Provisioner {
     pub ctx: AppContext,
@@ -56,19 +56,8 @@ impl Provisioner {
             let q = QueueRef::new(tenant, QueueName::parse(&c.queue_name)?);
             self.ctx.broker.ensure_queue(&q).await?;
         }
-        self.ensure_function(tenant).await?;
-        self.scale(tenant).await?;
-        let mut failed = Vec::new();
-        for c in &configs {
-            if let Err(e) = self.apply_mapping(c).await {
-                failed.push(format!("{}: {e:#}", c.queue_name));
-            }
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow!("mappings failed: {}", failed.join("; ")))
-        }
+        // The tier's function, its concurrency and every queue's mapping (crate::tiers).
+        self.scale(tenant).await
     }
 
     /// Creates the tenant function as a copy of the template's code and settings, unless it
@@ -161,61 +150,14 @@ impl Provisioner {
         Ok(name)
     }
 
-    /// Sets the reserved concurrency from the tenant's capacity and reads it back.
-    pub async fn scale(&self, tenant: TenantId) -> anyhow::Result<()> {
-        let name = self.function_name(tenant);
-        let desired = db::control_state::get(&self.ctx.db, tenant)
-            .await?
-            .and_then(|c| c.desired_concurrency);
-        let wanted = effective_concurrency(&self.ctx, desired);
-        let result = async {
-            self.lambda
-                .put_function_concurrency()
-                .function_name(&name)
-                .reserved_concurrent_executions(wanted as i32)
-                .send()
-                .await
-                .map_err(|e| anyhow!("PutFunctionConcurrency {name}: {e:?}"))?;
-            let got = self
-                .lambda
-                .get_function_concurrency()
-                .function_name(&name)
-                .send()
-                .await
-                .map_err(|e| anyhow!("GetFunctionConcurrency {name}: {e:?}"))?
-                .reserved_concurrent_executions;
-            Ok::<_, anyhow::Error>(got.map(|n| n as u32))
-        }
-        .await;
-        let db = &self.ctx.db;
-        match result {
-            Ok(applied) => {
-                db::control_state::record_applied(
-                    db, tenant, applied, &name, "applied", None, APPLIED_BY,
-                )
-                .await?;
-                Ok(())
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                db::control_state::record_applied(
-                    db,
-                    tenant,
-                    None,
-                    &name,
-                    "failed",
-                    Some(&msg),
-                    APPLIED_BY,
-                )
-                .await?;
-                Err(e)
-            }
-        }
-    }
-
-    /// Creates or updates the queue's Amazon MQ event source mapping. Without `MQ_BROKER_ARN`
-    /// (LocalStack cannot emulate Amazon MQ) the mapping is recorded as `unsupported`.
-    pub async fn apply_mapping(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
+    /// Creates or updates the queue's Amazon MQ event source mapping on `function` (the
+    /// tenant's tier function, `crate::tiers`). Without `MQ_BROKER_ARN` (LocalStack cannot
+    /// emulate Amazon MQ) the mapping is recorded as `unsupported`.
+    pub async fn apply_mapping(
+        &self,
+        config: &ConsumerConfig,
+        function: &str,
+    ) -> anyhow::Result<()> {
         let tenant = config.tenant_id;
         let control = &self.ctx.config.control;
         // The local event source plays the mapping with the same batching.
@@ -238,7 +180,7 @@ impl Provisioner {
             record("unsupported", None, Some(why.into())).await?;
             return Ok(());
         };
-        let name = self.function_name(tenant);
+        let name = function.to_string();
         let queue = work_queue(&QueueRef::new(
             tenant,
             QueueName::parse(&config.queue_name)?,
@@ -312,6 +254,9 @@ impl Provisioner {
 
     /// Removes the tenant's mappings and function; messages, configs and the tenant stay.
     async fn delete(&self, tenant: TenantId) -> anyhow::Result<()> {
+        // A pooled tenant's mappings are on the pooled function.
+        self.unmap_queues(tenant, &self.ctx.config.control.pooled_function)
+            .await?;
         let name = self.function_name(tenant);
         let mappings = match self
             .lambda
@@ -370,12 +315,10 @@ impl Apply for Provisioner {
     }
 
     async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
-        self.ensure_function(config.tenant_id).await?;
-        self.apply_mapping(config).await
+        self.apply_queue(config).await
     }
 
     async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
-        self.ensure_function(tenant).await?;
         self.scale(tenant).await
     }
 

@@ -19,6 +19,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = AppContext::new(config, "provisioner-lambda")?;
     shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
     let p = Arc::new(Provisioner::from_env(ctx).await);
+    // The account's concurrency limit for the API's concurrency budget, once per cold start.
+    p.refresh_account_limit().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let p = p.clone();
         // Every log line of the invocation carries Lambda's request id.

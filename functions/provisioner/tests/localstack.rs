@@ -9,9 +9,10 @@ use aws_sdk_lambda::{
 };
 use provisioner::{batch::handle_sqs, jobs::Provisioner};
 use shared::{
+    Error,
     control_plane::Job,
-    domain::TenantName,
-    testkit::{context, test_config, unique},
+    domain::{ConsumerConfigUpdate, TenantId, TenantName, Tier},
+    testkit::{context, own_database, test_config, unique},
 };
 
 fn endpoint() -> String {
@@ -46,6 +47,11 @@ fn sqs() -> aws_sdk_sqs::Client {
 
 /// A provisioner whose template is a fresh placeholder function in LocalStack.
 async fn provisioner() -> Provisioner {
+    provisioner_on(test_config()).await
+}
+
+/// [`provisioner`] on `config` (a database of the test's own, for the budget).
+async fn provisioner_on(mut config: shared::Config) -> Provisioner {
     let lambda = lambda();
     let template = unique("template");
     lambda
@@ -63,10 +69,14 @@ async fn provisioner() -> Provisioner {
         .send()
         .await
         .expect("create template function in LocalStack");
-    let mut config = test_config();
+    config.control.pooled_function = template.clone();
     config.control.function_template = template;
     config.control.mq_broker_arn = None;
-    let ctx = context(config, "provisioner-test").await;
+    let ctx = if config.database_url == test_config().database_url {
+        context(config, "provisioner-test").await
+    } else {
+        shared::AppContext::new(config, "provisioner-test").unwrap()
+    };
     Provisioner::new(ctx, lambda)
 }
 
@@ -104,66 +114,190 @@ async fn reserved(p: &Provisioner, function: &str) -> Option<i32> {
         .reserved_concurrent_executions
 }
 
+async fn exists(p: &Provisioner, function: &str) -> bool {
+    match p.lambda.get_function().function_name(function).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => panic!("GetFunction {function}: {e:?}"),
+    }
+}
+
+async fn configure(p: &Provisioner, tenant: TenantId, queue: &str, workers: i64) {
+    let update = ConsumerConfigUpdate::parse(
+        queue,
+        workers,
+        None,
+        None,
+        None,
+        None,
+        &p.ctx.config.consumer,
+    )
+    .unwrap();
+    shared::services::consumers::configure(&p.ctx, tenant, &update)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn onboarding_creates_the_tenant_function_and_scaling_changes_its_concurrency() {
+async fn a_pooled_tenant_has_no_function_and_a_dedicated_one_reserves_its_effective_capacity() {
     let p = provisioner().await;
     let tenant =
         shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("prov")).unwrap())
             .await
             .unwrap();
     let id = tenant.id;
+    let function = p.function_name(id);
+
+    // Pooled: onboarding maps its queues to the pooled function; no function of its own.
+    let onboard = Job::OnboardTenant { tenant_id: id };
+    p.run(&onboard).await.expect("onboard");
+    p.run(&onboard).await.expect("onboard again");
+    assert!(
+        !exists(&p, &function).await,
+        "a pooled tenant has no function"
+    );
+    let capacity = shared::services::tenants::capacity(&p.ctx, id)
+        .await
+        .unwrap();
+    assert_eq!(capacity.tier, Tier::Pooled);
+    assert_eq!(
+        (
+            capacity.function_name.as_deref(),
+            capacity.applied_concurrency,
+            capacity.state.as_str()
+        ),
+        (Some(p.pooled_function()), None, "applied")
+    );
+
+    // Dedicated: its own function, reserving the effective capacity: 3 asked, 2 queues.
+    configure(&p, id, "orders", 2).await;
     shared::services::tenants::set_capacity(&p.ctx, id, Some(3))
         .await
         .unwrap();
-
-    let onboard = Job::OnboardTenant { tenant_id: id };
-    p.run(&onboard).await.expect("onboard");
+    let scale = Job::ScaleTenant { tenant_id: id };
+    p.run(&scale).await.expect("scale");
     // A duplicate delivery finds everything in place.
-    p.run(&onboard).await.expect("onboard again");
-    let function = p.function_name(id);
-    let got = p
+    p.run(&scale).await.expect("scale again");
+    let conf = p
         .lambda
         .get_function()
         .function_name(&function)
         .send()
         .await
+        .unwrap()
+        .configuration
         .unwrap();
-    let conf = got.configuration.unwrap();
     assert_eq!(
         conf.memory_size,
         Some(256),
         "settings copied from the template"
     );
-    assert_eq!(reserved(&p, &function).await, Some(3));
+    assert_eq!(reserved(&p, &function).await, Some(2));
+    let status = shared::services::consumers::status(&p.ctx, Some(id))
+        .await
+        .unwrap();
+    let capacity = status[0].capacity.as_ref().unwrap();
+    assert_eq!(status[0].tier, Tier::Dedicated);
+    assert_eq!(
+        (
+            capacity.desired_concurrency,
+            capacity.effective_concurrency,
+            capacity.applied_concurrency,
+            capacity.function_name.as_deref(),
+            capacity.state.as_str(),
+        ),
+        (
+            Some(3),
+            Some(2),
+            Some(2),
+            Some(function.as_str()),
+            "applied"
+        )
+    );
+    let mapping = status[0].mapping.as_ref().expect("mapping state recorded");
+    assert_eq!(mapping.state, "unsupported");
+    assert!(mapping.error.as_deref().unwrap().contains("MQ_BROKER_ARN"));
+
+    // A paused queue lowers what can run, and so what is reserved.
+    configure(&p, id, "orders", 0).await;
+    let apply = Job::ApplyConsumer {
+        tenant_id: id,
+        queue_name: "orders".into(),
+    };
+    p.run(&apply).await.expect("apply consumer");
+    assert_eq!(reserved(&p, &function).await, Some(1));
+
+    // Back to pooled (DeleteFunction) is not run here: LocalStack without Docker leaves
+    // functions in state Failed and answers DeleteFunction on them with an InternalError.
+}
+
+#[tokio::test]
+async fn a_capacity_over_the_budget_reaches_no_aws_api() {
+    // An account of 150 on a database of the test's own: 50 for tenants.
+    let mut config = own_database("prov_budget").await;
+    config.control.account_concurrency = Some(150);
+    let own = config.clone();
+    let p = provisioner_on(config).await;
+    let tenant =
+        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("budget")).unwrap())
+            .await
+            .unwrap();
+    let id = tenant.id;
+    let refused = shared::services::tenants::set_capacity(&p.ctx, id, Some(51))
+        .await
+        .unwrap_err();
+    let Error::BudgetExceeded(budget) = &refused else {
+        panic!("not a budget refusal: {refused:?}");
+    };
+    assert_eq!((budget.available, budget.requested), (50, 51));
+    // Nothing stored as desired, so even a job arriving now creates no function.
+    p.run(&Job::OnboardTenant { tenant_id: id }).await.unwrap();
+    p.run(&Job::ScaleTenant { tenant_id: id }).await.unwrap();
+    assert!(!exists(&p, &p.function_name(id)).await);
     let capacity = shared::services::tenants::capacity(&p.ctx, id)
         .await
         .unwrap();
     assert_eq!(
-        (capacity.applied_concurrency, capacity.state.as_str()),
-        (Some(3), "applied")
+        (capacity.tier, capacity.desired_concurrency),
+        (Tier::Pooled, None)
     );
+    drop(p);
+    shared::db::drop_database(&own).await.unwrap();
+}
 
-    let status = shared::services::consumers::status(&p.ctx, Some(id))
+#[tokio::test]
+async fn the_account_limit_is_read_from_get_account_settings() {
+    let config = own_database("prov_account").await;
+    let own = config.clone();
+    let mut config = config;
+    config.control.account_concurrency = None;
+    let p = provisioner_on(config).await;
+    let reading = p
+        .refresh_account_limit()
         .await
-        .unwrap();
-    let mapping = status[0].mapping.as_ref().expect("mapping state recorded");
-    assert_eq!(mapping.state, "unsupported");
-    assert!(mapping.error.as_deref().unwrap().contains("MQ_BROKER_ARN"));
+        .expect("GetAccountSettings read and stored");
+    let settings = p.lambda.get_account_settings().send().await.unwrap();
+    let limit = settings.account_limit.unwrap();
     assert_eq!(
-        status[0].capacity.as_ref().unwrap().applied_concurrency,
-        Some(3)
+        reading.concurrent_executions as i32,
+        limit.concurrent_executions
     );
-
-    shared::services::tenants::set_capacity(&p.ctx, id, Some(5))
+    let client = p.ctx.db.get().await.unwrap();
+    let budget = shared::services::capacity::budget(&client, &p.ctx.config, None, 0)
         .await
         .unwrap();
-    let scale = Job::ScaleTenant { tenant_id: id };
-    p.run(&scale).await.unwrap();
-    p.run(&scale).await.unwrap();
-    assert_eq!(reserved(&p, &function).await, Some(5));
-
-    // DeleteTenant is not exercised here: LocalStack without Docker leaves functions in state
-    // Failed and answers DeleteFunction on them with an InternalError.
+    assert_eq!(
+        (budget.account_limit as i32, budget.account_limit_source),
+        (limit.concurrent_executions, "aws")
+    );
+    drop(client);
+    drop(p);
+    shared::db::drop_database(&own).await.unwrap();
 }
 
 #[tokio::test]

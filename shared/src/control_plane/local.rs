@@ -1,9 +1,9 @@
 //! The local control plane, the default: runs each job in process. Topology goes to the
-//! broker; capacity and mappings are recorded as applied, and the local event source (which
-//! plays Amazon MQ's part) reads the tenant's capacity to cap how many of its batches run at
-//! once.
+//! broker; the tier, capacity and mappings are recorded as applied, and the local event source
+//! (which plays Amazon MQ's part) reads them: a dedicated tenant's batches are capped by its
+//! effective capacity, pooled tenants share one pool.
 
-use super::{Apply, ControlPlane, Job, effective_concurrency, execute};
+use super::{Apply, ControlPlane, Job, execute};
 use crate::{
     AppContext,
     broker::QueueRef,
@@ -12,8 +12,10 @@ use crate::{
     error::{Error, Result},
 };
 
-/// What the status API shows as the function of a tenant consumed in process.
+/// What the status API shows as the function of a dedicated tenant consumed in process.
 pub const LOCAL_FUNCTION: &str = "local";
+/// ... and of a pooled one.
+pub const LOCAL_POOLED_FUNCTION: &str = "local-pooled";
 
 /// Runs each job in process.
 pub struct LocalControlPlane;
@@ -30,16 +32,20 @@ struct Local<'a> {
 }
 
 impl Local<'_> {
+    /// Records the tier: a dedicated tenant's effective capacity, nothing reserved when pooled.
     async fn scale(&self, tenant: TenantId) -> Result<()> {
-        let desired = db::control_state::get(&self.ctx.db, tenant)
+        let effective = db::control_state::get(&self.ctx.db, tenant)
             .await?
-            .and_then(|c| c.desired_concurrency);
-        let applied = effective_concurrency(self.ctx, desired);
+            .and_then(|c| c.effective_concurrency);
+        let function = match effective {
+            Some(_) => LOCAL_FUNCTION,
+            None => LOCAL_POOLED_FUNCTION,
+        };
         db::control_state::record_applied(
             &self.ctx.db,
             tenant,
-            Some(applied),
-            LOCAL_FUNCTION,
+            effective,
+            function,
             "applied",
             None,
             "local",
@@ -80,7 +86,9 @@ impl Apply for Local<'_> {
     }
 
     async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
-        Ok(self.apply_queue(config).await?)
+        self.apply_queue(config).await?;
+        // An enabled or paused queue changes a dedicated tenant's effective capacity.
+        Ok(self.scale(config.tenant_id).await?)
     }
 
     async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 //! twice (a duplicate SQS delivery) or late is harmless.
 //!
 //! Two implementations: [`local::LocalControlPlane`] (in process: broker topology and the local
-//! event source's per-tenant concurrency, the default) and, with the `aws` feature,
+//! event source's concurrency per tier, the default) and, with the `aws` feature,
 //! [`sqs::SqsControlPlane`] (jobs on SQS, executed by the provisioner with the Lambda API).
 
 pub mod local;
@@ -34,7 +34,8 @@ pub enum Job {
         tenant_id: TenantId,
         queue_name: String,
     },
-    /// The tenant's reserved concurrency from its capacity setting.
+    /// The tenant's tier from its capacity setting: pooled (its mappings on the pooled
+    /// function) or dedicated (its own function, reserved concurrency = effective capacity).
     ScaleTenant { tenant_id: TenantId },
     /// Removes the tenant's mappings and function; its data stays.
     DeleteTenant { tenant_id: TenantId },
@@ -106,11 +107,6 @@ pub async fn request(ctx: &AppContext, job: Job) {
     if let Err(e) = ctx.control.submit(ctx, job.clone()).await {
         tracing::warn!(error = %e, ?job, "control-plane job not submitted; desired state stays unapplied");
     }
-}
-
-/// The reserved concurrency a tenant should get: its own capacity, or the default.
-pub fn effective_concurrency(ctx: &AppContext, desired: Option<u32>) -> u32 {
-    desired.unwrap_or(ctx.config.control.default_tenant_concurrency)
 }
 
 #[cfg(test)]

@@ -6,15 +6,25 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use super::Pool;
-use crate::{domain::TenantId, error::Result};
+use crate::{
+    domain::{TenantId, Tier, capacity::effective},
+    error::Result,
+};
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Capacity {
     #[serde(skip)]
     pub tenant_id: TenantId,
-    /// Reserved concurrency asked for (`null`: the deployment default).
+    /// `dedicated` when a capacity was requested, else `pooled`.
+    pub tier: Tier,
+    /// The capacity requested: reserved concurrency of the tenant's own function (`null`:
+    /// pooled, nothing reserved).
     pub desired_concurrency: Option<u32>,
+    /// What can run and is reserved: the requested capacity, at most the tenant's number of
+    /// enabled queues (one Amazon MQ mapping runs one invocation at a time); `null` when pooled.
+    pub effective_concurrency: Option<u32>,
+    /// Reserved concurrency as the control plane last applied it (`null` when pooled).
     pub applied_concurrency: Option<u32>,
     pub function_name: Option<String>,
     /// `pending`, `applied`, `deleted` or `failed`.
@@ -24,12 +34,22 @@ pub struct Capacity {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Capacity rows with the count of the tenant's enabled queues (what bounds the effective
+/// capacity).
+const CAPACITY_SELECT: &str = "SELECT c.*, (SELECT count(*) FROM consumer_configs q
+        WHERE q.tenant_id = c.tenant_id AND q.enabled AND q.workers > 0) AS enabled_queues
+    FROM tenant_capacity c";
+
 fn capacity_from_row(r: &Row) -> Capacity {
+    let desired = r
+        .get::<_, Option<i32>>("desired_concurrency")
+        .map(|n| n as u32);
+    let enabled_queues = r.get::<_, i64>("enabled_queues") as u32;
     Capacity {
         tenant_id: TenantId(r.get("tenant_id")),
-        desired_concurrency: r
-            .get::<_, Option<i32>>("desired_concurrency")
-            .map(|n| n as u32),
+        tier: Tier::of(desired),
+        desired_concurrency: desired,
+        effective_concurrency: desired.map(|d| effective(d, enabled_queues)),
         applied_concurrency: r
             .get::<_, Option<i32>>("applied_concurrency")
             .map(|n| n as u32),
@@ -41,9 +61,18 @@ fn capacity_from_row(r: &Row) -> Capacity {
     }
 }
 
-/// Stores the capacity an admin asked for; the control plane applies it later.
+/// Stores the capacity an admin asked for; the control plane applies it later. The API goes
+/// through `services::capacity`, which checks the concurrency budget first.
 pub async fn set_desired(pool: &Pool, tenant: TenantId, concurrency: Option<u32>) -> Result<()> {
-    let client = pool.get().await?;
+    set_desired_in(&pool.get().await?, tenant, concurrency).await
+}
+
+/// [`set_desired`] inside the caller's transaction.
+pub async fn set_desired_in(
+    client: &impl deadpool_postgres::GenericClient,
+    tenant: TenantId,
+    concurrency: Option<u32>,
+) -> Result<()> {
     client
         .execute(
             "INSERT INTO tenant_capacity (tenant_id, desired_concurrency) VALUES ($1, $2)
@@ -59,7 +88,7 @@ pub async fn get(pool: &Pool, tenant: TenantId) -> Result<Option<Capacity>> {
     let client = pool.get().await?;
     Ok(client
         .query_opt(
-            "SELECT * FROM tenant_capacity WHERE tenant_id = $1",
+            format!("{CAPACITY_SELECT} WHERE c.tenant_id = $1").as_str(),
             &[&tenant.0],
         )
         .await?
@@ -72,7 +101,7 @@ pub async fn list(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Capacity>
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT * FROM tenant_capacity WHERE $1::uuid IS NULL OR tenant_id = $1",
+            format!("{CAPACITY_SELECT} WHERE $1::uuid IS NULL OR c.tenant_id = $1").as_str(),
             &[&tenant.map(|t| t.0)],
         )
         .await?;

@@ -5,6 +5,7 @@
 //! local event source, admin views) say so in their names.
 
 pub mod attempts;
+pub mod concurrency_budget;
 pub mod consumer_configs;
 pub mod consumer_runtime;
 pub mod control_state;

@@ -2,6 +2,7 @@
 //! construction ("parse, don't validate").
 
 pub mod bounds;
+pub mod capacity;
 pub mod consumer_config;
 pub mod duration;
 pub mod headers;
@@ -12,6 +13,7 @@ pub mod names;
 pub mod page;
 pub mod tenant;
 
+pub use capacity::{ConcurrencyBudget, Tier};
 pub use consumer_config::{ConsumerConfig, ConsumerConfigUpdate, Workers};
 pub use ids::{MessageId, TenantId};
 pub use message::{Message, MessageStatus};

@@ -16,7 +16,7 @@ use crate::{
         control_state::{Capacity, Mapping},
         unmapped::UnmappedMessages,
     },
-    domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId},
+    domain::{ConsumerConfig, ConsumerConfigUpdate, TenantId, Tier},
     error::{Code, Error, Result},
 };
 
@@ -53,12 +53,14 @@ pub async fn configure(
 pub struct QueueStatus {
     pub tenant_id: TenantId,
     pub queue_name: String,
+    /// The tenant's tier: `pooled` (the shared consumer function) or `dedicated` (its own).
+    pub tier: Tier,
     /// The desired state, as configured.
     pub config: ConsumerConfig,
     /// What a consumer applied (absent until one has).
     pub applied: Option<Applied>,
-    /// The tenant's capacity: desired and applied reserved concurrency (absent until set or
-    /// applied by the control plane).
+    /// The tenant's capacity: tier, requested, effective and applied reserved concurrency, and
+    /// the function its queues map to (absent until the control plane handled the tenant).
     pub capacity: Option<Capacity>,
     /// The queue's event source mapping as the control plane last applied it.
     pub mapping: Option<Mapping>,
@@ -136,6 +138,9 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
                 tenant_id: config.tenant_id,
                 queue_name: config.queue_name.clone(),
                 applied: applied.remove(&key),
+                tier: capacities
+                    .get(&config.tenant_id)
+                    .map_or(Tier::Pooled, |c| c.tier),
                 capacity: capacities.get(&config.tenant_id).cloned(),
                 mapping: mappings.remove(&key),
                 busy_workers: f.by_status.get("processing").copied().unwrap_or(0),

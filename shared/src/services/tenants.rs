@@ -3,9 +3,7 @@
 use crate::control_plane::{self, Job};
 use crate::{
     AppContext, db,
-    domain::{
-        Page, PageRequest, QueueName, Tenant, TenantId, TenantName, tenant::RESERVED_CONCURRENCY,
-    },
+    domain::{Page, PageRequest, QueueName, Tenant, TenantId, TenantName},
     error::{Code, Error, Result},
 };
 
@@ -66,36 +64,17 @@ pub async fn deactivate(ctx: &AppContext, id: TenantId) -> Result<Tenant> {
     Ok(tenant)
 }
 
-/// Stores the tenant's capacity (reserved concurrency of its consumers; `None`: the default)
-/// and asks the control plane to apply it; returns the state after the request (applied at
-/// once locally, `pending` until the provisioner ran in AWS).
+/// Stores the tenant's capacity (`None`: pooled) within the concurrency budget and asks the
+/// control plane to apply it (see `services::capacity`).
 pub async fn set_capacity(
     ctx: &AppContext,
     id: TenantId,
     reserved_concurrency: Option<i64>,
 ) -> Result<db::control_state::Capacity> {
-    let concurrency = match reserved_concurrency {
-        Some(n) if !RESERVED_CONCURRENCY.contains(n) => {
-            return Err(Error::invalid(
-                Code::InvalidCapacity,
-                format!(
-                    "reserved_concurrency must be within {}..={} (0 pauses the tenant)",
-                    RESERVED_CONCURRENCY.min, RESERVED_CONCURRENCY.max
-                ),
-            ));
-        }
-        n => n.map(|n| n as u32),
-    };
-    get_active(ctx, id).await?;
-    db::control_state::set_desired(&ctx.db, id, concurrency).await?;
-    control_plane::request(ctx, Job::ScaleTenant { tenant_id: id }).await;
-    capacity(ctx, id).await
+    super::capacity::set(ctx, id, reserved_concurrency).await
 }
 
-/// The tenant's desired and applied capacity.
+/// The tenant's tier with its requested, effective and applied capacity.
 pub async fn capacity(ctx: &AppContext, id: TenantId) -> Result<db::control_state::Capacity> {
-    get(ctx, id).await?;
-    db::control_state::get(&ctx.db, id)
-        .await?
-        .ok_or(Error::NotFound(Code::NotFound))
+    super::capacity::view(ctx, id).await
 }

@@ -40,6 +40,9 @@ pub fn test_config() -> Config {
     config.relay.enabled = false;
     config.webhook.allow_http = true;
     config.webhook.allow_private = true;
+    // The test database is shared and keeps every run's tenants, whose capacities would use
+    // up a real account's budget; the budget tests use a database of their own.
+    config.control.account_concurrency = Some(u32::MAX / 2);
     config
 }
 
@@ -57,6 +60,27 @@ pub async fn prepare_database(config: &Config) {
                 .expect("migrate test database");
         })
         .await;
+}
+
+/// The test configuration on a database of its own, created and migrated, for a test whose
+/// subject spans every tenant (the concurrency budget sums all tenants' capacities), so other
+/// tests' tenants in the shared database cannot move its figures. Drop it with
+/// `db::drop_database` at the end.
+pub async fn own_database(prefix: &str) -> Config {
+    let mut config = test_config();
+    let mut url = url::Url::parse(&config.database_url).expect("TEST_DATABASE_URL");
+    url.set_path(&format!(
+        "msgsvc_test_{prefix}_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    config.database_url = url.to_string();
+    crate::db::ensure_database(&config)
+        .await
+        .expect("create own database");
+    crate::db::migrate(&config)
+        .await
+        .expect("migrate own database");
+    config
 }
 
 pub async fn context(config: Config, name: &str) -> AppContext {

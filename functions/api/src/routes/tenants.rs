@@ -110,8 +110,9 @@ async fn deactivate(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CapacityRequest {
-    /// Reserved concurrency of the tenant's consumers; `null` returns the tenant to the
-    /// deployment default.
+    /// The tenant's capacity: its own consumer function with this reserved concurrency (the
+    /// `dedicated` tier; at most its enabled queues are reserved); `null` returns it to the
+    /// `pooled` tier (the shared consumer function, nothing reserved).
     #[serde(default, deserialize_with = "json_integer_opt")]
     #[schema(schema_with = reserved_concurrency_schema)]
     reserved_concurrency: Option<i64>,
@@ -123,11 +124,14 @@ fn reserved_concurrency_schema() -> utoipa::openapi::Object {
 
 /// Set the tenant's capacity (admin) and ask the control plane to apply it; the answer is
 /// the state after the request (applied at once locally, `pending` until the provisioner ran
-/// in AWS).
+/// in AWS). A capacity is checked against the account's concurrency budget first: one that
+/// would leave the account less than 100 unreserved concurrency answers 409
+/// `concurrency_budget_exceeded` with the figures (`error.budget`), and nothing is stored or
+/// applied. Lowering a capacity is never refused.
 #[utoipa::path(put, path = "/tenants/{tenant_id}/capacity", tag = "tenants", params(TenantPath),
     request_body = CapacityRequest,
-    responses((status = 200, description = "Desired and applied capacity", body = Capacity),
-        (status = 409, description = "The tenant is deactivated")))]
+    responses((status = 200, description = "The tier with requested, effective and applied capacity", body = Capacity),
+        (status = 409, description = "Over the account's concurrency budget (`concurrency_budget_exceeded`, with `error.budget`), or the tenant is deactivated")))]
 async fn set_capacity(
     State(s): State<ApiState>,
     AdminTenantScope(id): AdminTenantScope,
@@ -138,9 +142,10 @@ async fn set_capacity(
     ))
 }
 
-/// The tenant's desired and applied capacity.
+/// The tenant's tier (`pooled` or `dedicated`) with its requested, effective and applied
+/// capacity.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/capacity", tag = "tenants", params(TenantPath),
-    responses((status = 200, description = "Desired and applied capacity", body = Capacity)))]
+    responses((status = 200, description = "The tier with requested, effective and applied capacity", body = Capacity)))]
 async fn show_capacity(
     State(s): State<ApiState>,
     TenantScope(id): TenantScope,

@@ -1,5 +1,5 @@
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::testkit::unique;
 
 use crate::helpers::spawn_app;
@@ -344,12 +344,16 @@ async fn capacity_is_set_by_an_admin_and_applied_by_the_local_control_plane() {
     let id = app.create_tenant().await;
     let path = format!("/api/v1/tenants/{id}/capacity");
 
-    // Onboarding applied the default capacity and the default queue's mapping.
+    // Onboarding made the tenant pooled (nothing reserved) and applied the default queue's
+    // mapping.
     let status = app
         .get(&format!("/api/v1/tenants/{id}/consumers"), &app.admin)
         .await;
     let item = &status.body["items"][0];
-    assert_eq!(item["capacity"]["applied_concurrency"], 2);
+    assert_eq!(item["tier"], "pooled", "{item}");
+    assert_eq!(item["capacity"]["tier"], "pooled");
+    assert_eq!(item["capacity"]["applied_concurrency"], Value::Null);
+    assert_eq!(item["capacity"]["function_name"], "local-pooled");
     assert_eq!(item["capacity"]["state"], "applied");
     assert_eq!(item["mapping"]["state"], "applied");
     assert_eq!(item["mapping"]["enabled"], true);
@@ -363,8 +367,12 @@ async fn capacity_is_set_by_an_admin_and_applied_by_the_local_control_plane() {
         )
         .await;
     assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    // Dedicated; one queue runs at most one invocation, so 1 of the 7 is effective.
+    assert_eq!(set.body["tier"], "dedicated");
     assert_eq!(set.body["desired_concurrency"], 7);
-    assert_eq!(set.body["applied_concurrency"], 7);
+    assert_eq!(set.body["effective_concurrency"], 1);
+    assert_eq!(set.body["applied_concurrency"], 1);
+    assert_eq!(set.body["function_name"], "local");
 
     let tenant_token = app.tenant_token(&id);
     let forbidden = app
@@ -405,7 +413,21 @@ async fn capacity_is_set_by_an_admin_and_applied_by_the_local_control_plane() {
         .find(|i| i["tenant_id"] == id.as_str())
         .unwrap();
     assert_eq!(mine["mapping"]["enabled"], false);
-    assert_eq!(mine["capacity"]["applied_concurrency"], 7);
+    assert_eq!(mine["tier"], "dedicated");
+    // No enabled queue: nothing can run, nothing is reserved.
+    assert_eq!(mine["capacity"]["desired_concurrency"], 7);
+    assert_eq!(mine["capacity"]["applied_concurrency"], 0);
+
+    let pooled = app
+        .call(
+            Method::PUT,
+            &path,
+            Some(&app.admin),
+            Some(json!({ "reserved_concurrency": null })),
+        )
+        .await;
+    assert_eq!(pooled.body["tier"], "pooled", "{:?}", pooled.body);
+    assert_eq!(pooled.body["applied_concurrency"], Value::Null);
 }
 
 /// In AWS nothing consumes a queue without its event source mapping, so a queue a publish

@@ -1,10 +1,14 @@
 //! The local event source: plays Amazon MQ's part outside AWS. It runs one event source
 //! mapping (`super::mapping`) per active tenant queue, so one tenant's backlog never holds back
 //! another's, and re-reads the consumer configs every `CONSUMER_CONFIG_POLL_INTERVAL`: new
-//! queues start, paused ones stop, changed ones restart. A tenant's mappings share one gate
-//! (`super::capacity`) sized to the tenant's capacity, as the tenant function's reserved
-//! concurrency caps them in AWS. A queue that may not run (paused, or its tenant at capacity
-//! 0) has no mapping, so it holds no channel and no prefetched message. The mappings' channels
+//! queues start, paused ones stop, changed ones restart. Gates (`super::capacity`) play the
+//! functions' concurrency as in AWS: a dedicated tenant's mappings share one gate sized to its
+//! effective capacity (its function's reserved concurrency); every pooled tenant's mappings
+//! share the pooled gate, sized to the account's unreserved concurrency (the pooled function
+//! reserves none). A tenant moving between tiers has its mappings restarted on the other gate:
+//! the batch in flight finishes and is acknowledged first, prefetched messages go back to the
+//! queue. A queue that may not run (paused, or its tenant at capacity 0) has no mapping, so it
+//! holds no channel and no prefetched message. The mappings' channels
 //! are spread over connections of a bounded size (`super::connections`).
 //! On shutdown it stops taking deliveries, finishes the invocations in flight, and closes its
 //! channels, so the broker requeues whatever was prefetched but not handled.
@@ -16,7 +20,7 @@ use shared::{
     broker::QueueRef,
     config::MappingBatching,
     db,
-    domain::{QueueName, TenantId},
+    domain::{QueueName, TenantId, Tier},
 };
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -66,6 +70,25 @@ impl Options {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Desired {
     workers: u32,
+    gate: GateKey,
+}
+
+/// Whose concurrency a mapping's invocations count against: the function it maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum GateKey {
+    /// The pooled function, shared by every pooled tenant.
+    Pooled,
+    /// A dedicated tenant's own function.
+    Dedicated(TenantId),
+}
+
+impl GateKey {
+    fn tier(self) -> Tier {
+        match self {
+            GateKey::Pooled => Tier::Pooled,
+            GateKey::Dedicated(_) => Tier::Dedicated,
+        }
+    }
 }
 
 struct Running {
@@ -80,7 +103,7 @@ pub struct EventSource {
     dispatcher: Dispatcher,
     opts: Options,
     running: HashMap<QueueRef, Running>,
-    gates: HashMap<TenantId, Arc<Gate>>,
+    gates: HashMap<GateKey, Arc<Gate>>,
     connections: Connections,
     stats: Arc<Stats>,
 }
@@ -143,26 +166,36 @@ impl EventSource {
 
     async fn reconcile(&mut self) -> shared::Result<()> {
         let configs = db::consumer_configs::list_all_of_active_tenants(&self.ctx.db).await?;
-        let capacities = self.capacities().await?;
-        let default = shared::control_plane::effective_concurrency(&self.ctx, None);
-        let capacity = |t: &TenantId| capacities.get(t).copied().unwrap_or(default);
+        let dedicated = self.dedicated().await?;
+        let pooled = shared::services::capacity::pooled_concurrency(&self.ctx).await?;
+        // A tenant without an effective capacity is pooled.
+        let gate_of = |t: &TenantId| match dedicated.get(t) {
+            Some(&limit) => (GateKey::Dedicated(*t), limit),
+            None => (GateKey::Pooled, pooled),
+        };
         let mut desired: HashMap<QueueRef, Desired> = HashMap::new();
+        let mut limits: HashMap<GateKey, u32> = HashMap::new();
         let wanted = |t: &TenantId| self.opts.tenants.is_empty() || self.opts.tenants.contains(t);
         for c in configs.iter().filter(|c| wanted(&c.tenant_id)) {
             let workers = if c.is_active() { c.workers } else { 0 };
             let labels = shared::observability::metrics::tq(&c.tenant_id, &c.queue_name);
             metrics::gauge!(shared::observability::metrics::WORKERS_DESIRED, &labels)
                 .set(workers as f64);
+            let (gate, limit) = gate_of(&c.tenant_id);
             // A queue that may not run holds no mapping: a consumer would only prefetch
             // messages into this process's memory and keep a channel for nothing. At capacity
             // 0 the tenant function is throttled in AWS, so none of its queues run.
-            if !c.is_active() || capacity(&c.tenant_id) == 0 {
+            if !c.is_active() || limit == 0 {
                 continue;
             }
             if let Ok(name) = QueueName::parse(&c.queue_name) {
+                limits.insert(gate, limit);
                 desired.insert(
                     QueueRef::new(c.tenant_id, name),
-                    Desired { workers: c.workers },
+                    Desired {
+                        workers: c.workers,
+                        gate,
+                    },
                 );
             }
         }
@@ -175,8 +208,8 @@ impl EventSource {
         for q in stale {
             self.stop(&q).await;
         }
-        for t in desired.keys().map(|q| q.tenant_id) {
-            self.size_gate(t, capacity(&t));
+        for (gate, limit) in limits {
+            self.size_gate(gate, limit);
         }
         for (q, d) in desired {
             if !self.running.contains_key(&q) {
@@ -186,31 +219,27 @@ impl EventSource {
         Ok(())
     }
 
-    /// The capacity of each tenant that has a row: its desired reserved concurrency, or the
-    /// deployment default, as the control plane applies it.
-    async fn capacities(&self) -> shared::Result<HashMap<TenantId, u32>> {
+    /// The effective capacity of each dedicated tenant (its function's reserved concurrency).
+    async fn dedicated(&self) -> shared::Result<HashMap<TenantId, u32>> {
         Ok(db::control_state::list(&self.ctx.db, None)
             .await?
             .into_iter()
-            .map(|c| {
-                let limit =
-                    shared::control_plane::effective_concurrency(&self.ctx, c.desired_concurrency);
-                (c.tenant_id, limit)
-            })
+            .filter_map(|c| Some((c.tenant_id, c.effective_concurrency?)))
             .collect())
     }
 
-    /// Sizes a consuming tenant's gate to its capacity.
-    fn size_gate(&mut self, t: TenantId, limit: u32) {
-        let gate = self.gates.entry(t).or_insert_with(|| Gate::new(limit));
+    /// Sizes a gate to its function's concurrency.
+    fn size_gate(&mut self, key: GateKey, limit: u32) {
+        let gate = self.gates.entry(key).or_insert_with(|| Gate::new(limit));
         if gate.limit() != limit {
-            tracing::info!(tenant_id = %t, from = gate.limit(), to = limit, "tenant capacity changed");
+            tracing::info!(?key, from = gate.limit(), to = limit, "concurrency changed");
             gate.set_limit(limit);
         }
     }
 
     async fn start(&mut self, queue: QueueRef, desired: Desired) {
-        tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers, "consuming queue");
+        tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers,
+            tier = ?desired.gate.tier(), "consuming queue");
         let (stop, stop_rx) = watch::channel(false);
         let (seat, broker) = self.connections.take();
         let mapping = Mapping {
@@ -221,7 +250,7 @@ impl EventSource {
             queue: queue.clone(),
             gate: self
                 .gates
-                .get(&queue.tenant_id)
+                .get(&desired.gate)
                 .cloned()
                 .expect("gates are sized before queues start"),
             stats: self.stats.clone(),

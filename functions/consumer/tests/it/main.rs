@@ -11,4 +11,5 @@ mod isolation;
 mod kill;
 mod retries;
 mod shutdown;
+mod tiers;
 mod webhook;

@@ -21,7 +21,9 @@ pub async fn run(config: Config, args: &[String]) -> anyhow::Result<()> {
     match args {
         [cmd, job] if cmd == "run" => {
             let job: Job = serde_json::from_str(job)?;
-            Provisioner::from_env(ctx).await.run(&job).await
+            let p = Provisioner::from_env(ctx).await;
+            p.refresh_account_limit().await;
+            p.run(&job).await
         }
         [cmd, rest @ ..] if cmd == "trigger" => trigger(&ctx, rest).await,
         [] => {
