@@ -19,6 +19,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = AppContext::new(config, "provisioner-lambda")?;
     shared::shutdown::close_on_lambda_shutdown(ctx.clone()).await;
     let p = Arc::new(Provisioner::from_env(ctx).await);
+    // A deploy starts new instances: each asks for the template's version to be rolled out to
+    // the tenant functions; the first to record it in PostgreSQL submits the rollout job.
+    if let Err(e) = p.request_rollout().await {
+        tracing::warn!(error = format!("{e:#}"), "rollout not requested at start");
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let p = p.clone();
         // Every log line of the invocation carries Lambda's request id.

@@ -2,6 +2,11 @@
 //! reserved concurrency, Amazon MQ event source mappings) and records what it applied.
 
 pub mod batch;
+pub mod function_spec;
+pub mod hold;
 pub mod jobs;
 pub mod lambda;
 pub mod local;
+pub mod mappings;
+pub mod reconcile;
+pub mod rollout;
