@@ -13,10 +13,11 @@
 //!
 //! Which functions: every function with the deployment's prefix that an active tenant's
 //! `tenant_capacity.function_name` names (PostgreSQL is the record of what the provisioner
-//! created; a ListFunctions scan would also find functions of other deployments). Each template version (code
-//! hash + configuration digest) is requested once in `function_rollouts`; the provisioner
-//! requests it at its cold start (a deploy starts new instances) and on each reconcile pass,
-//! and runs it as the `rollout` job, under an advisory lock per template.
+//! created; a ListFunctions scan would also find functions of other deployments). Each
+//! template version (code hash + configuration digest) is requested once in
+//! `function_rollouts`; the provisioner requests it at its cold start (a deploy starts new
+//! instances) and on each reconcile pass, and runs it as the `rollout` job, under an advisory
+//! lock per template.
 //!
 //! The code goes up as `ZipFile` (downloaded from the template's presigned `Code.Location`),
 //! which Lambda limits to 50 MB ("Lambda quotas", deployment package size for direct upload:
