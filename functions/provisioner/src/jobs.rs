@@ -2,29 +2,33 @@
 //! compares it with what Lambda has, changes only the difference and records the result, so a
 //! duplicate delivery finds nothing left to do.
 
-use anyhow::{Context as _, anyhow};
+use std::time::Duration;
+
+use anyhow::anyhow;
 use aws_sdk_lambda::{
     Client,
     primitives::Blob,
-    types::{
-        Environment, FunctionCode, LoggingConfig, SourceAccessConfiguration, SourceAccessType,
-        VpcConfig,
-    },
+    types::{FunctionCode, SourceAccessConfiguration, SourceAccessType},
 };
 use shared::{
     AppContext,
     broker::{QueueRef, work_queue},
     control_plane::{self, Apply, Job},
     db::{self, control_state::MappingRecord},
-    domain::{ConsumerConfig, QueueName, TenantId},
+    domain::{ConsumerConfig, QueueName, TenantId, Tier},
 };
+
+use crate::{hold, mappings, reconcile::RECONCILE_EVERY, rollout::RolloutOptions};
 
 pub(crate) const APPLIED_BY: &str = "provisioner";
 
 pub struct Provisioner {
     pub ctx: AppContext,
     pub lambda: Client,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    pub rollout_options: RolloutOptions,
+    /// How often the relay schedule runs a reconcile pass.
+    pub reconcile_every: Duration,
 }
 
 impl Provisioner {
@@ -33,6 +37,8 @@ impl Provisioner {
             ctx,
             lambda,
             http: reqwest::Client::new(),
+            rollout_options: RolloutOptions::default(),
+            reconcile_every: RECONCILE_EVERY,
         }
     }
 
@@ -47,21 +53,41 @@ impl Provisioner {
     }
 
     pub async fn run(&self, job: &Job) -> anyhow::Result<()> {
-        control_plane::execute(&self.ctx, self, job).await
+        control_plane::execute(&self.ctx, self, job).await?;
+        if *job == Job::Relay {
+            // The relay's schedule also drives the reconcile; its failure is not the relay's.
+            if let Err(e) = self.reconcile_when_due().await {
+                tracing::warn!(error = format!("{e:#}"), "reconcile pass failed");
+            }
+        }
+        Ok(())
     }
 
     async fn onboard(&self, tenant: TenantId) -> anyhow::Result<()> {
+        if !hold::tenant_active(&self.ctx, tenant).await? {
+            tracing::info!(tenant_id = %tenant, "tenant not active: onboarding skipped");
+            return Ok(());
+        }
         let configs = db::consumer_configs::list_for_tenant(&self.ctx.db, tenant).await?;
         for c in &configs {
             let q = QueueRef::new(tenant, QueueName::parse(&c.queue_name)?);
             self.ctx.broker.ensure_queue(&q).await?;
         }
         // The tier's function, its concurrency and every queue's mapping (crate::tiers).
-        self.scale(tenant).await
+        self.scale(tenant).await?;
+        if let (Tier::Dedicated, function) = self.target_function(tenant).await?
+            && let Err(e) = self.record_current_version(&function).await
+        {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "tenant function version not recorded"
+            );
+        }
+        Ok(())
     }
 
-    /// Creates the tenant function as a copy of the template's code and settings, unless it
-    /// exists.
+    /// Creates the tenant function as a copy of the template's code and settings (see
+    /// `function_spec`), unless it exists or the tenant is no longer active.
     pub async fn ensure_function(&self, tenant: TenantId) -> anyhow::Result<String> {
         let name = self.function_name(tenant);
         match self.lambda.get_function().function_name(&name).send().await {
@@ -71,82 +97,46 @@ impl Provisioner {
                     .is_some_and(|e| e.is_resource_not_found_exception()) => {}
             Err(e) => return Err(anyhow!("GetFunction {name}: {e:?}")),
         }
-        let template = &self.ctx.config.control.function_template;
-        let source = self
-            .lambda
-            .get_function()
-            .function_name(template)
-            .send()
-            .await
-            .map_err(|e| anyhow!("GetFunction {template} (TENANT_FUNCTION_TEMPLATE): {e:?}"))?;
-        let conf = source
-            .configuration
-            .ok_or_else(|| anyhow!("template {template} has no configuration"))?;
-        let location = source
-            .code
-            .and_then(|c| c.location)
-            .ok_or_else(|| anyhow!("template {template} has no code location"))?;
-        // The template's deployment package, through the presigned URL GetFunction returns.
-        let zip = self
-            .http
-            .get(&location)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .context("downloading the template's code")?
-            .bytes()
-            .await?;
+        let template = self.template().await?;
+        let zip = self.template_code(&template).await?;
+        let s = &template.spec.settings;
         let mut create = self
             .lambda
             .create_function()
             .function_name(&name)
-            .set_runtime(conf.runtime)
-            .set_handler(conf.handler)
-            .set_role(conf.role)
-            .set_memory_size(conf.memory_size)
-            .set_timeout(conf.timeout)
-            .set_architectures(conf.architectures)
+            .set_runtime(s.runtime())
+            .set_handler(s.handler.clone())
+            .set_role(s.role.clone())
+            .set_memory_size(s.memory_size)
+            .set_timeout(s.timeout)
+            .set_architectures(template.spec.architecture().map(|a| vec![a]))
+            .environment(s.environment())
+            .set_ephemeral_storage(s.ephemeral_storage())
+            .set_logging_config(s.logging())
             .description(format!("msgsvc consumer of tenant {tenant}"))
             .tags("msgsvc:tenant", tenant.to_string())
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.to_vec()))
-                    .build(),
-            );
-        if let Some(vars) = conf.environment.and_then(|e| e.variables) {
-            create = create.environment(Environment::builder().set_variables(Some(vars)).build());
+            .code(FunctionCode::builder().zip_file(Blob::new(zip)).build());
+        if s.has_vpc() {
+            create = create.vpc_config(s.vpc());
         }
-        // The template's log format and levels; not its log group, which names the template
-        // (the tenant function keeps its own default, /aws/lambda/<name>).
-        if let Some(logging) = conf.logging_config {
-            create = create.logging_config(
-                LoggingConfig::builder()
-                    .set_log_format(logging.log_format)
-                    .set_application_log_level(logging.application_log_level)
-                    .set_system_log_level(logging.system_log_level)
-                    .build(),
-            );
+        let created = hold::while_active(&self.ctx, tenant, || async {
+            match create.send().await {
+                Ok(_) => Ok(()),
+                // A concurrent duplicate created it first: the state we wanted.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_conflict_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(anyhow!("CreateFunction {name}: {e:?}")),
+            }
+        })
+        .await?;
+        if created.is_none() {
+            anyhow::bail!("tenant {tenant} is not active: its function is not created");
         }
-        if let Some(vpc) = conf
-            .vpc_config
-            .filter(|v| v.vpc_id.as_deref().is_some_and(|id| !id.is_empty()))
-        {
-            create = create.vpc_config(
-                VpcConfig::builder()
-                    .set_subnet_ids(vpc.subnet_ids)
-                    .set_security_group_ids(vpc.security_group_ids)
-                    .build(),
-            );
-        }
-        match create.send().await {
-            Ok(_) => {}
-            // A concurrent duplicate created it first: the state we wanted.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_conflict_exception()) => {}
-            Err(e) => return Err(anyhow!("CreateFunction {name}: {e:?}")),
-        }
-        tracing::info!(function = %name, %template, "tenant function created");
+        tracing::info!(function = %name, template = %template.version.template_function, "tenant function created");
         Ok(name)
     }
 
@@ -171,6 +161,8 @@ impl Provisioner {
                 enabled: Some(enabled),
                 state,
                 error: error.as_deref(),
+                applied: true,
+                ..MappingRecord::default()
             };
             db::control_state::record_mapping(&self.ctx.db, tenant, &config.queue_name, &r).await
         };
@@ -186,17 +178,10 @@ impl Provisioner {
             QueueName::parse(&config.queue_name)?,
         ));
         let window = batching.window_seconds as i32;
-        let result = async {
-            let existing = self
-                .lambda
-                .list_event_source_mappings()
-                .function_name(&name)
-                .event_source_arn(broker)
-                .send()
+        let apply = async {
+            let existing = mappings::list(&self.lambda, &name, Some(broker))
                 .await
                 .map_err(|e| anyhow!("ListEventSourceMappings {name}: {e:?}"))?
-                .event_source_mappings
-                .unwrap_or_default()
                 .into_iter()
                 .find(|m| m.queues().contains(&queue));
             let uuid = match existing.and_then(|m| m.uuid) {
@@ -240,16 +225,64 @@ impl Provisioner {
                     .unwrap_or_default(),
             };
             Ok::<_, anyhow::Error>(uuid)
-        }
-        .await;
-        match result {
-            Ok(uuid) => record("applied", Some(uuid), None).await?,
+        };
+        let result = match hold::while_active(&self.ctx, tenant, || apply).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(uuid)) => Ok(uuid),
+            Err(e) => Err(e),
+        };
+        let uuid = match result {
+            Ok(uuid) => uuid,
             Err(e) => {
                 record("failed", None, Some(format!("{e:#}"))).await?;
                 return Err(e);
             }
+        };
+        // What AWS made of it: a mapping it disabled or left in another state is `failed`.
+        let (read, verdict) = match mappings::read_back(&self.lambda, &uuid).await {
+            Ok(read) => {
+                let v = read.verdict(enabled);
+                (Some(read), v)
+            }
+            Err(e) => (
+                None,
+                mappings::Verdict {
+                    state: "failed",
+                    error: Some(format!("{e:#}")),
+                },
+            ),
+        };
+        let r = MappingRecord {
+            mapping_id: Some(&uuid),
+            batch_size: Some(batch_size),
+            enabled: Some(enabled),
+            state: verdict.state,
+            error: verdict.error.as_deref(),
+            aws_state: read.as_ref().and_then(|r| r.aws_state.as_deref()),
+            state_transition_reason: read.as_ref().and_then(|r| r.transition_reason.as_deref()),
+            last_processing_result: read
+                .as_ref()
+                .and_then(|r| r.last_processing_result.as_deref()),
+            applied: true,
+        };
+        db::control_state::record_mapping(&self.ctx.db, tenant, &config.queue_name, &r).await?;
+        match verdict {
+            mappings::Verdict {
+                state: "failed",
+                error,
+            } => Err(anyhow!("mapping {uuid}: {}", error.unwrap_or_default())),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// ApplyConsumer: the tenant function and the queue's mapping, for an active tenant.
+    pub(crate) async fn apply_consumer_job(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
+        if !hold::tenant_active(&self.ctx, config.tenant_id).await? {
+            tracing::info!(tenant_id = %config.tenant_id, "tenant not active: mapping skipped");
+            return Ok(());
+        }
+        // The mapping on the tenant's tier function (crate::tiers).
+        self.apply_queue(config).await
     }
 
     /// Removes the tenant's mappings and function; messages, configs and the tenant stay.
@@ -258,20 +291,9 @@ impl Provisioner {
         self.unmap_queues(tenant, &self.ctx.config.control.pooled_function)
             .await?;
         let name = self.function_name(tenant);
-        let mappings = match self
-            .lambda
-            .list_event_source_mappings()
-            .function_name(&name)
-            .send()
-            .await
-        {
-            Ok(out) => out.event_source_mappings.unwrap_or_default(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Vec::new()
-            }
+        let mappings = match mappings::list(&self.lambda, &name, None).await {
+            Ok(all) => all,
+            Err(aws_sdk_lambda::Error::ResourceNotFoundException(_)) => Vec::new(),
             Err(e) => return Err(anyhow!("ListEventSourceMappings {name}: {e:?}")),
         };
         for uuid in mappings.into_iter().filter_map(|m| m.uuid) {
@@ -315,14 +337,39 @@ impl Apply for Provisioner {
     }
 
     async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()> {
-        self.apply_queue(config).await
+        self.apply_consumer_job(config).await
     }
 
     async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
+        if !hold::tenant_active(&self.ctx, tenant).await? {
+            tracing::info!(tenant_id = %tenant, "tenant not active: scaling skipped");
+            return Ok(());
+        }
         self.scale(tenant).await
     }
 
     async fn delete_tenant(&self, tenant: TenantId) -> anyhow::Result<()> {
         self.delete(tenant).await
+    }
+
+    async fn rollout(&self) -> anyhow::Result<()> {
+        let report = Provisioner::rollout(self).await?;
+        let failed = report.count(|o| {
+            matches!(
+                o,
+                crate::rollout::Outcome::Failed(_) | crate::rollout::Outcome::InProgress(_)
+            )
+        });
+        if failed > 0 {
+            // SQS delivers the job again: functions already done are compared, not updated.
+            anyhow::bail!("rollout: {failed} tenant functions not at the template's version");
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        let report = self.reconcile_pass().await?;
+        tracing::info!(?report, "reconcile pass");
+        Ok(())
     }
 }

@@ -21,6 +21,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let p = Arc::new(Provisioner::from_env(ctx).await);
     // The account's concurrency limit for the API's concurrency budget, once per cold start.
     p.refresh_account_limit().await;
+    // A deploy starts new instances: each asks for the template's version to be rolled out to
+    // the tenant functions; the first to record it in PostgreSQL submits the rollout job.
+    if let Err(e) = p.request_rollout().await {
+        tracing::warn!(error = format!("{e:#}"), "rollout not requested at start");
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let p = p.clone();
         // Every log line of the invocation carries Lambda's request id.

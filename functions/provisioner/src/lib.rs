@@ -3,7 +3,12 @@
 //! it applied.
 
 pub mod batch;
+pub mod function_spec;
+pub mod hold;
 pub mod jobs;
 pub mod lambda;
 pub mod local;
 pub mod tiers;
+pub mod mappings;
+pub mod reconcile;
+pub mod rollout;

@@ -65,11 +65,11 @@ impl Local<'_> {
             config.tenant_id,
             &config.queue_name,
             &MappingRecord {
-                mapping_id: None,
                 batch_size: Some(self.ctx.config.consumer.batch_size as u32),
                 enabled: Some(config.enabled && config.workers > 0),
                 state: "applied",
-                error: None,
+                applied: true,
+                ..MappingRecord::default()
             },
         )
         .await

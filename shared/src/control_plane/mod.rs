@@ -41,6 +41,11 @@ pub enum Job {
     DeleteTenant { tenant_id: TenantId },
     /// One sweep of the outbox relay.
     Relay,
+    /// Brings every tenant function to the template function's code and configuration.
+    Rollout,
+    /// Retries failed mappings, re-reads those in transition, and requests a rollout when the
+    /// template changed (the provisioner also runs it every few relay ticks).
+    Reconcile,
 }
 
 #[async_trait::async_trait]
@@ -57,6 +62,14 @@ pub trait Apply: Send + Sync {
     async fn apply_consumer(&self, config: &ConsumerConfig) -> anyhow::Result<()>;
     async fn scale_tenant(&self, tenant: TenantId) -> anyhow::Result<()>;
     async fn delete_tenant(&self, tenant: TenantId) -> anyhow::Result<()>;
+    /// Nothing to roll out where consumers run in process (the default).
+    async fn rollout(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Nothing to reconcile where every job applies at once (the default).
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs one job with `apply`; the relay sweep is the same everywhere.
@@ -75,6 +88,8 @@ pub async fn execute(ctx: &AppContext, apply: &dyn Apply, job: &Job) -> anyhow::
         }
         Job::ScaleTenant { tenant_id } => apply.scale_tenant(*tenant_id).await,
         Job::DeleteTenant { tenant_id } => apply.delete_tenant(*tenant_id).await,
+        Job::Rollout => apply.rollout().await,
+        Job::Reconcile => apply.reconcile().await,
         Job::Relay => crate::outbox::relay::tick(ctx)
             .await
             .map(|_| ())
@@ -127,5 +142,9 @@ mod tests {
             format!(r#"{{"kind":"scale_tenant","tenant_id":"{id}"}}"#)
         );
         assert!(serde_json::from_str::<Job>(r#"{"kind":"reboot"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<Job>(r#"{"kind":"rollout"}"#).unwrap(),
+            Job::Rollout
+        );
     }
 }

@@ -32,19 +32,42 @@ pub struct Capacity {
     pub error: Option<String>,
     pub applied_by: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The tenant function's version: its `CodeSha256` as the provisioner last read it.
+    pub code_sha256: Option<String>,
+    /// The template function's `CodeSha256` of the latest rollout.
+    pub template_code_sha256: Option<String>,
+    /// Whether the function's code and the configuration copied from the template equal the
+    /// template's (`null`: not compared yet).
+    pub up_to_date: Option<bool>,
+    /// The function's `State/LastUpdateStatus` when its version was read (e.g.
+    /// `Active/Successful`).
+    pub update_status: Option<String>,
+    pub version_checked_at: Option<DateTime<Utc>>,
 }
 
 /// Capacity rows with the count of the tenant's enabled queues (what bounds the effective
-/// capacity).
+/// capacity) and the version of the template each was last compared with (its latest rollout).
 const CAPACITY_SELECT: &str = "SELECT c.*, (SELECT count(*) FROM consumer_configs q
-        WHERE q.tenant_id = c.tenant_id AND q.enabled AND q.workers > 0) AS enabled_queues
-    FROM tenant_capacity c";
+        WHERE q.tenant_id = c.tenant_id AND q.enabled AND q.workers > 0) AS enabled_queues,
+        r.code_sha256 AS template_code_sha256, r.config_digest AS template_config_digest
+    FROM tenant_capacity c
+    LEFT JOIN LATERAL (SELECT code_sha256, config_digest FROM function_rollouts f
+        WHERE f.template_function = c.template_function
+        ORDER BY requested_at DESC LIMIT 1) r ON true";
 
 fn capacity_from_row(r: &Row) -> Capacity {
     let desired = r
         .get::<_, Option<i32>>("desired_concurrency")
         .map(|n| n as u32);
     let enabled_queues = r.get::<_, i64>("enabled_queues") as u32;
+    let code: Option<String> = r.get("code_sha256");
+    let digest: Option<String> = r.get("config_digest");
+    let template_code: Option<String> = r.get("template_code_sha256");
+    let template_digest: Option<String> = r.get("template_config_digest");
+    let up_to_date = match (&code, &digest, &template_code, &template_digest) {
+        (Some(c), Some(d), Some(tc), Some(td)) => Some(c == tc && d == td),
+        _ => None,
+    };
     Capacity {
         tenant_id: TenantId(r.get("tenant_id")),
         tier: Tier::of(desired),
@@ -58,6 +81,11 @@ fn capacity_from_row(r: &Row) -> Capacity {
         error: r.get("error"),
         applied_by: r.get("applied_by"),
         updated_at: r.get("updated_at"),
+        code_sha256: code,
+        template_code_sha256: template_code,
+        up_to_date,
+        update_status: r.get("update_status"),
+        version_checked_at: r.get("version_checked_at"),
     }
 }
 
@@ -88,7 +116,7 @@ pub async fn get(pool: &Pool, tenant: TenantId) -> Result<Option<Capacity>> {
     let client = pool.get().await?;
     Ok(client
         .query_opt(
-            format!("{CAPACITY_SELECT} WHERE c.tenant_id = $1").as_str(),
+            &format!("{CAPACITY_SELECT} WHERE c.tenant_id = $1"),
             &[&tenant.0],
         )
         .await?
@@ -101,7 +129,7 @@ pub async fn list(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Capacity>
     let client = pool.get().await?;
     let rows = client
         .query(
-            format!("{CAPACITY_SELECT} WHERE $1::uuid IS NULL OR c.tenant_id = $1").as_str(),
+            &format!("{CAPACITY_SELECT} WHERE $1::uuid IS NULL OR c.tenant_id = $1"),
             &[&tenant.map(|t| t.0)],
         )
         .await?;
@@ -148,11 +176,9 @@ pub async fn record_tenant_deleted(
     by: &str,
 ) -> Result<()> {
     let deleted = MappingRecord {
-        mapping_id: None,
-        batch_size: None,
         enabled: Some(false),
         state: "deleted",
-        error: None,
+        ..MappingRecord::default()
     };
     for config in super::consumer_configs::list_for_tenant(pool, tenant).await? {
         record_mapping(pool, tenant, &config.queue_name, &deleted).await?;
@@ -170,19 +196,33 @@ pub struct Mapping {
     pub mapping_id: Option<String>,
     pub batch_size: Option<u32>,
     pub enabled: Option<bool>,
-    /// `applied`, `deleted`, `unsupported` or `failed`.
+    /// `applied`, `pending` (AWS is still creating, enabling or updating it), `failed` (the
+    /// call failed, or AWS disabled it or left it in another state than asked: `error` says
+    /// why), `deleted` or `unsupported`.
     pub state: String,
     pub error: Option<String>,
+    /// The mapping's `State` in AWS at the last read-back (`Enabled`, `Disabled`, ...).
+    pub aws_state: Option<String>,
+    pub state_transition_reason: Option<String>,
+    pub last_processing_result: Option<String>,
+    /// How many times the control plane applied it (a reconcile retrying it counts).
+    pub attempts: i32,
     pub updated_at: DateTime<Utc>,
 }
 
 /// What one mapping step did.
+#[derive(Default)]
 pub struct MappingRecord<'a> {
     pub mapping_id: Option<&'a str>,
     pub batch_size: Option<u32>,
     pub enabled: Option<bool>,
     pub state: &'a str,
     pub error: Option<&'a str>,
+    pub aws_state: Option<&'a str>,
+    pub state_transition_reason: Option<&'a str>,
+    pub last_processing_result: Option<&'a str>,
+    /// Whether this record is an apply (counted in `attempts`) rather than a read-back.
+    pub applied: bool,
 }
 
 pub async fn record_mapping(
@@ -195,10 +235,13 @@ pub async fn record_mapping(
     client
         .execute(
             "INSERT INTO consumer_mappings (tenant_id, queue_name, mapping_id, batch_size,
-                 enabled, state, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 enabled, state, error, aws_state, state_transition_reason,
+                 last_processing_result, attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int)
              ON CONFLICT (tenant_id, queue_name) DO UPDATE SET mapping_id = $3, batch_size = $4,
-                 enabled = $5, state = $6, error = $7, updated_at = now()",
+                 enabled = $5, state = $6, error = $7, aws_state = $8,
+                 state_transition_reason = $9, last_processing_result = $10,
+                 attempts = consumer_mappings.attempts + $11::int, updated_at = now()",
             &[
                 &tenant.0,
                 &queue,
@@ -207,10 +250,31 @@ pub async fn record_mapping(
                 &m.enabled,
                 &m.state,
                 &m.error,
+                &m.aws_state,
+                &m.state_transition_reason,
+                &m.last_processing_result,
+                &(m.applied as i32),
             ],
         )
         .await?;
     Ok(())
+}
+
+fn mapping_from_row(r: &Row) -> Mapping {
+    Mapping {
+        tenant_id: TenantId(r.get("tenant_id")),
+        queue_name: r.get("queue_name"),
+        mapping_id: r.get("mapping_id"),
+        batch_size: r.get::<_, Option<i32>>("batch_size").map(|n| n as u32),
+        enabled: r.get("enabled"),
+        state: r.get("state"),
+        error: r.get("error"),
+        aws_state: r.get("aws_state"),
+        state_transition_reason: r.get("state_transition_reason"),
+        last_processing_result: r.get("last_processing_result"),
+        attempts: r.get("attempts"),
+        updated_at: r.get("updated_at"),
+    }
 }
 
 pub async fn list_mappings(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Mapping>> {
@@ -221,17 +285,70 @@ pub async fn list_mappings(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<
             &[&tenant.map(|t| t.0)],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Mapping {
-            tenant_id: TenantId(r.get("tenant_id")),
-            queue_name: r.get("queue_name"),
-            mapping_id: r.get("mapping_id"),
-            batch_size: r.get::<_, Option<i32>>("batch_size").map(|n| n as u32),
-            enabled: r.get("enabled"),
-            state: r.get("state"),
-            error: r.get("error"),
-            updated_at: r.get("updated_at"),
-        })
-        .collect())
+    Ok(rows.iter().map(mapping_from_row).collect())
+}
+
+/// A tenant function's version as the provisioner read it, recorded on every tenant it
+/// serves.
+pub struct FunctionVersion<'a> {
+    pub function_name: &'a str,
+    pub template_function: &'a str,
+    pub code_sha256: Option<&'a str>,
+    pub config_digest: &'a str,
+    pub update_status: &'a str,
+}
+
+pub async fn record_function_version(pool: &Pool, v: &FunctionVersion<'_>) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE tenant_capacity SET code_sha256 = $2, config_digest = $3, update_status = $4,
+                 template_function = $5, version_checked_at = now()
+             WHERE function_name = $1 AND state <> 'deleted'",
+            &[
+                &v.function_name,
+                &v.code_sha256,
+                &v.config_digest,
+                &v.update_status,
+                &v.template_function,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The tenant functions a rollout brings to the template's version (system-wide): every
+/// function named with the deployment's `prefix` that an active tenant's capacity row names
+/// (never the template itself). A name several tenants share appears once.
+pub async fn rollout_targets(pool: &Pool, prefix: &str, template: &str) -> Result<Vec<String>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT c.function_name FROM tenant_capacity c
+             JOIN tenants t ON t.id = c.tenant_id
+             WHERE t.status = 'active' AND c.state <> 'deleted'
+               AND starts_with(c.function_name, $1) AND c.function_name <> $2
+             ORDER BY 1",
+            &[&prefix, &template],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Mappings of active tenants a reconcile should retry (`failed`) or re-read (`pending`),
+/// system-wide but only of this deployment's functions (`prefix`, or no function recorded
+/// yet), least recently tried first.
+pub async fn mappings_to_reconcile(pool: &Pool, prefix: &str, limit: i64) -> Result<Vec<Mapping>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT m.* FROM consumer_mappings m JOIN tenants t ON t.id = m.tenant_id
+             LEFT JOIN tenant_capacity c ON c.tenant_id = m.tenant_id
+             WHERE t.status = 'active' AND m.state IN ('failed', 'pending')
+               AND (c.function_name IS NULL OR starts_with(c.function_name, $1))
+             ORDER BY m.updated_at LIMIT $2",
+            &[&prefix, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(mapping_from_row).collect())
 }

@@ -82,3 +82,14 @@ pub async fn lock_for_change(client: &impl GenericClient, id: TenantId) -> Resul
         .await?;
     Ok(client.query_opt(&stmt, &[&id.0]).await?.map(|r| r.get(0)))
 }
+
+/// Whether the tenant is active (`None`: no such tenant), holding a share lock on its row until
+/// the transaction ends: the control plane creates a tenant's function or mapping under it, so
+/// a deactivation (which updates the row) waits for a create in flight, and a create after it
+/// sees the tenant inactive.
+pub async fn hold_active(client: &impl GenericClient, id: TenantId) -> Result<Option<bool>> {
+    let stmt = client
+        .prepare_cached("SELECT status = 'active' FROM tenants WHERE id = $1 FOR SHARE")
+        .await?;
+    Ok(client.query_opt(&stmt, &[&id.0]).await?.map(|r| r.get(0)))
+}

@@ -112,5 +112,10 @@ pub async fn view(ctx: &AppContext, id: TenantId) -> Result<Capacity> {
             error: None,
             applied_by: None,
             updated_at: chrono::Utc::now(),
+            code_sha256: None,
+            template_code_sha256: None,
+            up_to_date: None,
+            update_status: None,
+            version_checked_at: None,
         }))
 }
