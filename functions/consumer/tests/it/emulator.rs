@@ -216,11 +216,11 @@ async fn publish_raw(ctx: &AppContext, q: &QueueRef, messages: Vec<(Vec<u8>, Bas
 }
 
 /// A tenant queue (workers 1) whose work queue dead-letters to a capture queue of its own,
-/// declared before the service declares it (which then keeps it as it is): the service's work
-/// queues have no dead-letter exchange, so a rejected delivery would vanish unseen.
+/// declared before the service declares it (configuring the queue does), which then keeps it
+/// as it is: the service's work queues have no dead-letter exchange, so a rejected delivery
+/// would vanish unseen.
 async fn queue_with_capture(ctx: &AppContext, name: &str) -> (TenantId, QueueRef, String) {
     let t = tenant(ctx).await;
-    configure(ctx, t, name, 1, 0, 100, None).await;
     let q = QueueRef::new(t, QueueName::parse(name).unwrap());
     let work = work_queue(&q);
     let capture = format!("{work}.captured");
@@ -241,6 +241,7 @@ async fn queue_with_capture(ctx: &AppContext, name: &str) -> (TenantId, QueueRef
         .await
         .unwrap();
     let _ = ch.close(200, "declared".into()).await;
+    configure(ctx, t, name, 1, 0, 100, None).await;
     ctx.broker.ensure_queue(&q).await.unwrap();
     (t, q, capture)
 }
