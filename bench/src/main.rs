@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use bench::{
-    database,
+    broker_budget, database,
     report::{Machine, Pass, Report, splice},
     scenarios::{self, Bench},
     startup,
@@ -29,6 +29,12 @@ async fn main() -> anyhow::Result<()> {
     database::drop_bench_database(&config).await?;
     let mut b = Bench::start(config.clone(), quick).await?;
     let machine = machine(&b).await;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("broker") {
+        let budget = broker_budget(&mut b, quick).await;
+        b.finish().await;
+        write_broker_budget(&out, &budget?)?;
+        return Ok(());
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("drain") {
         let s = scenarios::drain(&mut b, if quick { 5_000 } else { 50_000 }).await?;
         println!("drain: {:.0} msg/s over {} messages", s.throughput, s.count);
@@ -56,7 +62,10 @@ async fn main() -> anyhow::Result<()> {
     let new_database = pass(&mut b, steady_rate).await?;
     eprintln!("pass 2: the same database, holding pass 1's data");
     let warm = pass(&mut b, steady_rate).await?;
+    eprintln!("broker budget");
+    let budget = broker_budget(&mut b, quick).await;
     b.finish().await;
+    let budget = budget?;
     eprintln!("function start");
     let mut starts = Vec::new();
     for binary in ["api", "consumer"] {
@@ -83,11 +92,47 @@ async fn main() -> anyhow::Result<()> {
     let doc_path = out.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&doc_path, splice(&doc, &md))?;
+    write_broker_budget(&out, &budget)?;
     eprintln!(
         "wrote {} and {}",
         doc_path.display(),
         out.join("benchmarks.json").display()
     );
+    Ok(())
+}
+
+/// `BENCH_QUEUES` tenant queues (2,000; 200 with `--quick`) on the local broker. The full run
+/// restarts RabbitMQ at the end of the scenario, `--quick` does not; `BENCH_RESTART_BROKER=0`
+/// or `1` says otherwise.
+async fn broker_budget(b: &mut Bench, quick: bool) -> anyhow::Result<broker_budget::BrokerBudget> {
+    let queues = match std::env::var("BENCH_QUEUES") {
+        Ok(v) => v.parse()?,
+        Err(_) if quick => 200,
+        Err(_) => 2_000,
+    };
+    let restart = match std::env::var("BENCH_RESTART_BROKER").as_deref() {
+        Ok("0") => false,
+        Ok(_) => true,
+        Err(_) => !quick,
+    };
+    broker_budget::run(b, queues, restart).await
+}
+
+/// The broker budget's section of docs/BENCHMARKS.md and docs/broker-budget.json.
+fn write_broker_budget(
+    out: &std::path::Path,
+    budget: &broker_budget::BrokerBudget,
+) -> anyhow::Result<()> {
+    let md = budget.markdown();
+    println!("{md}");
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("broker-budget.json"),
+        serde_json::to_string_pretty(budget)?,
+    )?;
+    let doc_path = out.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&doc_path, broker_budget::splice(&doc, &md))?;
     Ok(())
 }
 

@@ -201,6 +201,7 @@ async fn raw_op(
             drop(client);
             let bytes = serde_json::to_vec(&body)?;
             let out = Outbound {
+                exchange: "",
                 queue: &name,
                 message_id: id.to_string(),
                 body: &bytes,

@@ -1,5 +1,5 @@
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicUsize, Ordering},
@@ -9,13 +9,15 @@ use std::{
 
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    },
     types::{AMQPValue, FieldTable, LongString},
 };
 
 use super::topology::{
-    QueueRef, dead_letter_queue, dead_letter_queue_args, wait_queue, wait_queue_args, work_queue,
-    work_queue_args,
+    QueueRef, retry_exchange, wait_queue, wait_queue_args, work_queue, work_queue_args,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +25,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed connect, callers fail fast for this long instead of each retrying.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 const PUBLISH_CHANNELS: usize = 4;
+/// A wait tier in use is declared again after this long, renewing its `x-expires` lease
+/// (at least ten minutes, see `topology::wait_expires`).
+const WAIT_TIER_RENEW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -43,8 +48,11 @@ impl From<BrokerError> for crate::Error {
     }
 }
 
-/// One message to publish, persistent, to a queue through the default exchange.
+/// One message to publish, persistent: through the default exchange to the queue named by
+/// `queue`, or through `exchange` with `queue` as routing key.
 pub struct Outbound<'a> {
+    /// `""` for the default exchange.
+    pub exchange: &'a str,
     pub queue: &'a str,
     pub message_id: String,
     pub body: &'a [u8],
@@ -92,6 +100,8 @@ pub struct Broker {
     next_channel: AtomicUsize,
     /// Queues declared on the current connection, so each is declared once, not per publish.
     declared: Mutex<HashSet<String>>,
+    /// Retry exchanges whose wait tier was declared on the current connection, and when.
+    tiers: Mutex<HashMap<String, Instant>>,
 }
 
 impl Broker {
@@ -104,6 +114,7 @@ impl Broker {
             last_failure: Mutex::new(None),
             next_channel: AtomicUsize::new(0),
             declared: Mutex::new(HashSet::new()),
+            tiers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -150,6 +161,7 @@ impl Broker {
             Ok(Ok(session)) => {
                 *self.last_failure.lock().expect("broker lock") = None;
                 self.declared.lock().expect("broker lock").clear();
+                self.tiers.lock().expect("broker lock").clear();
                 *self.session.write().expect("broker lock") = Some(session.clone());
                 tracing::info!(name = %self.name, "connected to RabbitMQ");
                 Ok(session)
@@ -221,7 +233,7 @@ impl Broker {
                 props = props.with_expiration(ms.to_string().into());
             }
             let send = channel.basic_publish(
-                "".into(),
+                m.exchange.into(),
                 m.queue.into(),
                 BasicPublishOptions {
                     mandatory: true,
@@ -248,6 +260,7 @@ impl Broker {
                         // Returned as unroutable: the queue does not exist (any more).
                         Some(_) => {
                             self.forget_declared(m.queue);
+                            self.tiers.lock().expect("broker lock").remove(m.exchange);
                             Err(BrokerError::Unroutable(m.queue.to_string()))
                         }
                         None => Ok(()),
@@ -283,7 +296,10 @@ impl Broker {
         }
     }
 
-    /// Declares a tenant queue's work queue and dead-letter queue, once per connection.
+    /// Declares a tenant queue's work queue, once per connection. A work queue that already
+    /// exists with other arguments (declared by an earlier version: RabbitMQ refuses such a
+    /// declaration with PRECONDITION_FAILED) is used as it is, so an upgrade neither fails nor
+    /// moves messages.
     pub async fn ensure_queue(&self, q: &QueueRef) -> Result<(), BrokerError> {
         let work = work_queue(q);
         if self.declared.lock().expect("broker lock").contains(&work) {
@@ -295,50 +311,85 @@ impl Broker {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        ch.queue_declare(
-            dead_letter_queue(q).into(),
-            durable,
-            dead_letter_queue_args(),
-        )
-        .await?;
-        ch.queue_declare(work.clone().into(), durable, work_queue_args(q))
-            .await?;
-        let _ = ch.close(200, "declared".into()).await;
+        match ch
+            .queue_declare(work.as_str().into(), durable, work_queue_args())
+            .await
+        {
+            Ok(_) => {
+                let _ = ch.close(200, "declared".into()).await;
+            }
+            Err(e) if is_precondition_failed(&e) => {
+                tracing::debug!(queue = %work, "work queue exists with earlier arguments; kept");
+                self.ready_count(&work).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.declared.lock().expect("broker lock").insert(work);
         Ok(())
     }
 
-    /// Declares (and so renews) a retry wait queue; returns its name.
-    pub async fn ensure_wait_queue(
-        &self,
-        q: &QueueRef,
-        delay: Duration,
-    ) -> Result<String, BrokerError> {
-        let name = wait_queue(q, delay);
+    /// Declares the broker's wait tier for `delay` (its retry exchange, wait queue and the
+    /// binding between them) when this connection has not in the last `WAIT_TIER_RENEW`;
+    /// returns the exchange to publish retries to, with the work queue's name as routing key.
+    pub async fn ensure_wait_tier(&self, delay: Duration) -> Result<String, BrokerError> {
+        let exchange = retry_exchange(delay);
+        let fresh = self
+            .tiers
+            .lock()
+            .expect("broker lock")
+            .get(&exchange)
+            .is_some_and(|at| at.elapsed() < WAIT_TIER_RENEW);
+        if fresh {
+            return Ok(exchange);
+        }
+        let queue = wait_queue(delay);
         let ch = self.channel().await?;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        ch.queue_declare(name.clone().into(), durable, wait_queue_args(q, delay))
-            .await?;
+        ch.exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            wait_queue_args(delay),
+        )
+        .await?;
+        ch.queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         let _ = ch.close(200, "declared".into()).await;
-        Ok(name)
+        self.tiers
+            .lock()
+            .expect("broker lock")
+            .insert(exchange.clone(), Instant::now());
+        Ok(exchange)
     }
 
-    /// Deletes a tenant queue's work and dead-letter queues (test and benchmark clean-up;
-    /// best effort).
+    /// Deletes a tenant queue's work queue (test and benchmark clean-up; best effort).
     pub async fn delete_queues(&self, q: &QueueRef) {
         let Ok(ch) = self.channel().await else { return };
-        for name in [work_queue(q), dead_letter_queue(q)] {
-            let _ = ch
-                .queue_delete(
-                    name.as_str().into(),
-                    lapin::options::QueueDeleteOptions::default(),
-                )
-                .await;
-            self.forget_declared(&name);
-        }
+        let name = work_queue(q);
+        let _ = ch
+            .queue_delete(
+                name.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+        self.forget_declared(&name);
         let _ = ch.close(200, "deleted".into()).await;
     }
 
@@ -359,6 +410,10 @@ async fn confirm_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(ch)
+}
+
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406)
 }
 
 fn fail_all(n: usize, e: &BrokerError) -> Vec<Result<(), BrokerError>> {

@@ -8,7 +8,7 @@ pub mod stats;
 pub mod topology;
 
 pub use connection::{Broker, BrokerError, Outbound};
-pub use topology::{QueueRef, dead_letter_queue, parse_work_queue, wait_queue, work_queue};
+pub use topology::{QueueRef, parse_work_queue, retry_exchange, wait_queue, work_queue};
 
 /// Header names the service sets on every broker message.
 pub mod headers {

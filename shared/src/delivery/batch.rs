@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     AppContext,
-    broker::{QueueRef, work_queue},
+    broker::QueueRef,
     config::SETTLE_MARGIN,
     db::{
         self,
@@ -349,7 +349,7 @@ impl BatchHandler {
         Ok(status)
     }
 
-    /// Puts messages on the queue's wait queue for `tier` (each expiring after `delay` if
+    /// Puts messages on the broker's wait tier for `tier` (each expiring after `delay` if
     /// given); the broker then routes them back to the work queue.
     async fn park(
         &self,
@@ -358,12 +358,12 @@ impl BatchHandler {
         tier: Duration,
         delay: Option<Duration>,
     ) -> Result<()> {
-        let wait = self.ctx.broker.ensure_wait_queue(queue, tier).await?;
-        outbox::republish_ids(&self.ctx, queue, &wait, ids, delay).await
+        let exchange = self.ctx.broker.ensure_wait_tier(tier).await?;
+        outbox::republish_ids(&self.ctx, queue, &exchange, ids, delay).await
     }
 
     /// Puts messages straight back on the work queue, for a later invocation.
     async fn put_back(&self, queue: &QueueRef, ids: &[Uuid]) -> Result<()> {
-        outbox::republish_ids(&self.ctx, queue, &work_queue(queue), ids, None).await
+        outbox::republish_ids(&self.ctx, queue, "", ids, None).await
     }
 }

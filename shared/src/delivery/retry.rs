@@ -1,5 +1,5 @@
 //! Retry delays: exponential from the queue's `retry_delay`, at least any `Retry-After`,
-//! capped, rounded up to a tier (`retry_delay * 2^k`) so a queue uses few wait queues, then
+//! capped, rounded up to a tier (`retry_delay * 2^k`) so a broker holds few wait queues, then
 //! jittered down by up to 10% per message so retries of a burst spread out.
 
 use std::time::Duration;

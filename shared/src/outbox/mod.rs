@@ -84,6 +84,7 @@ pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
         .iter()
         .zip(&names)
         .map(|(m, queue)| Outbound {
+            exchange: "",
             queue,
             message_id: m.id.to_string(),
             body: m.body,
@@ -105,22 +106,25 @@ pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
         .collect()
 }
 
-/// Puts id-only copies of the queue's messages on the broker queue `to` (a retry wait queue,
-/// or the work queue itself), each expiring after `expiration` if given. The consumer reads
-/// bodies from PostgreSQL, so the copy carries only the id. A broker fault is an error: the
-/// caller's batch must then be redelivered.
+/// Puts id-only copies of the queue's messages, routed by its work queue's name, on
+/// `exchange`: a retry exchange (see `broker::topology`), or `""` for the work queue itself;
+/// each expiring after `expiration` if given. The consumer reads bodies from PostgreSQL, so
+/// the copy carries only the id. A broker fault is an error: the caller's batch must then be
+/// redelivered.
 pub async fn republish_ids(
     ctx: &AppContext,
     queue: &QueueRef,
-    to: &str,
+    exchange: &str,
     ids: &[Uuid],
     expiration: Option<std::time::Duration>,
 ) -> Result<()> {
     let no_headers = BTreeMap::new();
+    let to = work_queue(queue);
     let outbound: Vec<Outbound> = ids
         .iter()
         .map(|id| Outbound {
-            queue: to,
+            exchange,
+            queue: &to,
             message_id: id.to_string(),
             body: b"{}",
             headers: broker_headers(queue, &no_headers),

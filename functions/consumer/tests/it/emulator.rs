@@ -27,7 +27,7 @@ use lapin::{
 use serde_json::{Value, json};
 use shared::{
     AppContext, Config,
-    broker::{QueueRef, dead_letter_queue, work_queue},
+    broker::{QueueRef, work_queue},
     delivery::{Outcome, Processor, Task},
     domain::{MessageStatus, QueueName, TenantId},
     testkit,
@@ -215,16 +215,44 @@ async fn publish_raw(ctx: &AppContext, q: &QueueRef, messages: Vec<(Vec<u8>, Bas
     let _ = ch.close(200, "published".into()).await;
 }
 
-/// Messages on the work queue (after the event source stopped, what it had not acknowledged
-/// is back there).
-/// Whether anything reaches the queue's dead-letter queue within a second (dead-lettering is
-/// asynchronous).
-async fn dead_lettered(ctx: &AppContext, q: &QueueRef) -> bool {
+/// A tenant queue (workers 1) whose work queue dead-letters to a capture queue of its own,
+/// declared before the service declares it (configuring the queue does), which then keeps it
+/// as it is: the service's work queues have no dead-letter exchange, so a rejected delivery
+/// would vanish unseen.
+async fn queue_with_capture(ctx: &AppContext, name: &str) -> (TenantId, QueueRef, String) {
+    let t = tenant(ctx).await;
+    let q = QueueRef::new(t, QueueName::parse(name).unwrap());
+    let work = work_queue(&q);
+    let capture = format!("{work}.captured");
     let ch = ctx.broker.channel().await.unwrap();
-    let dlq = dead_letter_queue(q);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+    ch.queue_declare(capture.as_str().into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert("x-dead-letter-routing-key".into(), text(&capture));
+    ch.queue_declare(work.as_str().into(), durable, args)
+        .await
+        .unwrap();
+    let _ = ch.close(200, "declared".into()).await;
+    configure(ctx, t, name, 1, 0, 100, None).await;
+    ctx.broker.ensure_queue(&q).await.unwrap();
+    (t, q, capture)
+}
+
+/// Whether anything reaches the capture queue within a second (dead-lettering is
+/// asynchronous).
+async fn dead_lettered(ctx: &AppContext, capture: &str) -> bool {
+    let ch = ctx.broker.channel().await.unwrap();
     for _ in 0..10 {
         let got = ch
-            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .basic_get(capture.into(), BasicGetOptions { no_ack: true })
             .await
             .unwrap();
         if got.is_some() {
@@ -414,7 +442,7 @@ async fn an_event_never_exceeds_the_payload_limit_and_a_record_too_large_alone_i
         c.consumer.batch_window = Duration::from_secs(1);
     })
     .await;
-    let (t, q) = queue(&ctx, "large").await;
+    let (t, q, capture) = queue_with_capture(&ctx, "large").await;
     // 1.5 MB bodies are 2 MB in base64: three fit an event, four do not. 5 MB is 6.7 MB alone.
     let small = vec![b'x'; 1_500_000];
     let mut published = Vec::new();
@@ -457,7 +485,11 @@ async fn an_event_never_exceeds_the_payload_limit_and_a_record_too_large_alone_i
     assert_eq!(calls_later, 3);
     assert_eq!(dropped, 1, "the dropped record is counted");
     assert_eq!(depth(&ctx, &q).await, 0, "and acknowledged, not requeued");
-    assert!(!dead_lettered(&ctx, &q).await, "nor dead-lettered");
+    assert!(!dead_lettered(&ctx, &capture).await, "nor rejected");
+    let ch = ctx.broker.channel().await.unwrap();
+    let _ = ch
+        .queue_delete(capture.as_str().into(), Default::default())
+        .await;
 }
 
 /// Lambda stops a function at its timeout ("The amount of time (in seconds) that Lambda allows a
