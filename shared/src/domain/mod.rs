@@ -10,6 +10,7 @@ pub mod limits;
 pub mod message;
 pub mod names;
 pub mod page;
+pub mod retention;
 pub mod tenant;
 
 pub use consumer_config::{ConsumerConfig, ConsumerConfigUpdate, Workers};

@@ -10,4 +10,5 @@ mod jwt;
 mod limits;
 mod messages;
 mod relay;
+mod retention;
 mod tenants;
