@@ -42,6 +42,7 @@ pub struct Config {
     pub consumer: ConsumerDefaults,
     pub limits: Limits,
     pub relay: RelayConfig,
+    pub retention: RetentionConfig,
     pub webhook: WebhookConfig,
     /// Serve Prometheus text at `metrics_path` (`METRICS_ENABLED`; default on outside Lambda
     /// only: inside Lambda metrics reach CloudWatch as EMF, and the route would be public).
@@ -278,6 +279,20 @@ pub struct RelayConfig {
     pub lost_after: Duration,
 }
 
+/// Retention of settled messages: the defaults of tenants without their own, and the sweep's
+/// batches (`services::retention`).
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Days a completed message is kept (`RETENTION_COMPLETED_DAYS`, 0: for ever).
+    pub completed_days: u32,
+    /// Days a dead-lettered message is kept (`RETENTION_DEAD_LETTERED_DAYS`, 0: for ever).
+    pub dead_lettered_days: u32,
+    /// Messages deleted per statement (`RETENTION_BATCH`).
+    pub batch: i64,
+    /// Statements per sweep at most (`RETENTION_MAX_BATCHES`); the next tick goes on.
+    pub max_batches: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
     pub timeout: Duration,
@@ -285,7 +300,13 @@ pub struct WebhookConfig {
     pub allow_private: bool,
     /// Allow plain `http://` endpoints (local development).
     pub allow_http: bool,
+    /// How many bytes of an endpoint's answer each attempt keeps
+    /// (`ATTEMPT_RESPONSE_EXCERPT_BYTES`, 0: none, at most [`MAX_RESPONSE_EXCERPT_BYTES`]).
+    pub response_excerpt_bytes: usize,
 }
+
+/// The most of an answer's body an attempt keeps: attempts are many, and the point is a hint.
+pub const MAX_RESPONSE_EXCERPT_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -336,6 +357,31 @@ fn logging(v: &Vars<'_>, in_lambda: bool) -> Result<(LogFormat, String), ConfigE
         None => v.string("LOG_LEVEL", "info"),
     };
     Ok((format, level))
+}
+
+fn retention(v: &Vars<'_>) -> Result<RetentionConfig, ConfigError> {
+    let days = |var: &'static str, default: u32| -> Result<u32, ConfigError> {
+        let d: u32 = v.parse(var, default)?;
+        let range = crate::domain::retention::RETENTION_DAYS;
+        if !range.contains(i64::from(d)) {
+            return Err(v.error(var, "must be 0 (for ever) to 3650 days"));
+        }
+        Ok(d)
+    };
+    let batch: i64 = v.parse("RETENTION_BATCH", 1000)?;
+    if !(1..=100_000).contains(&batch) {
+        return Err(v.error("RETENTION_BATCH", "must be 1 to 100000"));
+    }
+    let max_batches: u32 = v.parse("RETENTION_MAX_BATCHES", 10)?;
+    if max_batches == 0 {
+        return Err(v.error("RETENTION_MAX_BATCHES", "must be at least 1"));
+    }
+    Ok(RetentionConfig {
+        completed_days: days("RETENTION_COMPLETED_DAYS", 7)?,
+        dead_lettered_days: days("RETENTION_DEAD_LETTERED_DAYS", 30)?,
+        batch,
+        max_batches,
+    })
 }
 
 impl Config {
@@ -461,6 +507,13 @@ impl Config {
         if publish_burst == 0 {
             return Err(v.error("TENANT_PUBLISH_BURST", "must be at least 1"));
         }
+
+        let response_excerpt_bytes: usize = v.parse("ATTEMPT_RESPONSE_EXCERPT_BYTES", 1024)?;
+        if response_excerpt_bytes > MAX_RESPONSE_EXCERPT_BYTES {
+            return Err(v.error("ATTEMPT_RESPONSE_EXCERPT_BYTES", "must be at most 65536"));
+        }
+
+        let retention = retention(&v)?;
 
         let list = |var: &str| -> Vec<String> {
             v.string(var, "")
@@ -614,10 +667,12 @@ impl Config {
                 publish_timeout: v.duration("RELAY_PUBLISH_TIMEOUT", "10s")?,
                 lost_after: v.duration("RELAY_LOST_AFTER", "5m")?,
             },
+            retention,
             webhook: WebhookConfig {
                 timeout: v.duration("WEBHOOK_TIMEOUT", "10s")?,
                 allow_private: v.parse("WEBHOOK_ALLOW_PRIVATE", false)?,
                 allow_http: v.parse("WEBHOOK_ALLOW_HTTP", false)?,
+                response_excerpt_bytes,
             },
             metrics_enabled: v.parse("METRICS_ENABLED", !in_lambda)?,
             metrics_path,
@@ -672,6 +727,7 @@ impl std::fmt::Debug for Config {
             .field("consumer", &self.consumer)
             .field("limits", &self.limits)
             .field("relay", &self.relay)
+            .field("retention", &self.retention)
             .field("webhook", &self.webhook)
             .field("metrics_enabled", &self.metrics_enabled)
             .field("metrics_require_auth", &self.metrics_require_auth)
@@ -960,6 +1016,35 @@ mod tests {
     }
 
     #[test]
+    fn attempt_response_excerpt_bytes() {
+        let bytes = |vars: &[(&str, &str)]| with(vars).unwrap().webhook.response_excerpt_bytes;
+        assert_eq!(bytes(&[]), 1024);
+        assert_eq!(bytes(&[("ATTEMPT_RESPONSE_EXCERPT_BYTES", "0")]), 0);
+        assert_eq!(
+            bytes(&[("ATTEMPT_RESPONSE_EXCERPT_BYTES", "65536")]),
+            MAX_RESPONSE_EXCERPT_BYTES
+        );
+    }
+
+    #[test]
+    fn retention_defaults() {
+        let r = with(&[]).unwrap().retention;
+        assert_eq!((r.completed_days, r.dead_lettered_days), (7, 30));
+        assert_eq!((r.batch, r.max_batches), (1000, 10));
+        let r = with(&[
+            ("RETENTION_COMPLETED_DAYS", "0"),
+            ("RETENTION_DEAD_LETTERED_DAYS", "90"),
+            ("RETENTION_BATCH", "50"),
+        ])
+        .unwrap()
+        .retention;
+        assert_eq!(
+            (r.completed_days, r.dead_lettered_days, r.batch),
+            (0, 90, 50)
+        );
+    }
+
+    #[test]
     fn tenant_limit_defaults() {
         let c = with(&[("MESSAGE_MAX_BODY_BYTES", "1000")]).unwrap();
         let t = &c.limits.tenant;
@@ -1076,6 +1161,12 @@ mod tests {
             ("METRICS_REQUIRE_AUTH", "sometimes"),
             ("CONSUMER_CHANNELS_PER_CONNECTION", "0"),
             ("CONSUMER_CHANNELS_PER_CONNECTION", "2048"),
+            ("ATTEMPT_RESPONSE_EXCERPT_BYTES", "-1"),
+            ("ATTEMPT_RESPONSE_EXCERPT_BYTES", "65537"),
+            ("RETENTION_COMPLETED_DAYS", "3651"),
+            ("RETENTION_DEAD_LETTERED_DAYS", "-1"),
+            ("RETENTION_BATCH", "0"),
+            ("RETENTION_MAX_BATCHES", "0"),
         ] {
             let err = with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -38,7 +38,7 @@ pub struct Writers {
     /// `pending -> queued` after the broker confirmed.
     pub mark_queued: GroupCommit<(TenantId, Uuid), ()>,
     /// `processing -> completed`; each result says whether the attempt was still current.
-    pub complete: GroupCommit<(TenantId, Uuid, i32), bool>,
+    pub complete: GroupCommit<db::messages::Completion, bool>,
 }
 
 impl AppContext {
@@ -74,11 +74,11 @@ impl AppContext {
                 }
             });
             let pool = self.db.clone();
-            let complete = GroupCommit::start(2000, move |items: Vec<(TenantId, Uuid, i32)>| {
+            let complete = GroupCommit::start(2000, move |items: Vec<db::messages::Completion>| {
                 let pool = pool.clone();
                 async move {
                     let done = db::messages::complete_many(&pool, &items).await?;
-                    Ok(items.iter().map(|(_, id, _)| done.contains(id)).collect())
+                    Ok(items.iter().map(|c| done.contains(&c.id)).collect())
                 }
             });
             Writers {

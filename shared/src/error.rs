@@ -90,6 +90,7 @@ error_codes! {
     PayloadTooLarge = "payload_too_large", 413, "the request body is larger than the service accepts";
     MessageTooLarge = "message_too_large", 413, "message_body is larger than MESSAGE_MAX_BODY_BYTES";
     InvalidLimits = "invalid_limits", 400, "a tenant limit is out of range";
+    InvalidRetention = "invalid_retention", 400, "a tenant's retention is out of range (0 to 3650 days)";
     InvalidCapacity = "invalid_capacity", 400, "reserved_concurrency is out of range (0 to 1000)";
     BatchExceedsBurst = "batch_exceeds_burst", 400, "a batch holds more messages than the tenant's publish burst; split it";
     ConcurrencyBudgetExceeded = "concurrency_budget_exceeded", 409, "the capacity would leave the account less than the 100 unreserved concurrency AWS requires; the error's `budget` holds the figures";

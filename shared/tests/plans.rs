@@ -111,9 +111,9 @@ async fn check_plans(config: &Config) {
         ),
         (
             "complete",
-            "uuid[], uuid[], int[]",
+            "uuid[], uuid[], int[], int2[], int[], text[]",
             db::messages::COMPLETE,
-            "complete(ARRAY[gen_random_uuid()], ARRAY['00000000-0000-0000-0000-000000000001'::uuid], ARRAY[1])",
+            "complete(ARRAY[gen_random_uuid()], ARRAY['00000000-0000-0000-0000-000000000001'::uuid], ARRAY[1], ARRAY[200::int2], ARRAY[5], ARRAY['ok'])",
         ),
     ];
     client

@@ -8,7 +8,7 @@ pub mod hold;
 pub mod jobs;
 pub mod lambda;
 pub mod local;
-pub mod tiers;
 pub mod mappings;
 pub mod reconcile;
 pub mod rollout;
+pub mod tiers;

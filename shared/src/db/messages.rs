@@ -78,10 +78,13 @@ pub const CLAIM: &str = "WITH claimed AS (
                  SELECT id, total_attempts, $1, $2 FROM claimed)
              SELECT * FROM claimed";
 
-/// Completes `($1 ids, $2 tenants, $3 attempt numbers)`; see [`complete_many`].
+/// Completes `($1 ids, $2 tenants, $3 attempt numbers)` and records each attempt's
+/// `($4 HTTP statuses, $5 durations in ms, $6 response excerpts)`; see [`complete_many`].
 pub const COMPLETE: &str = "WITH locked AS (
-                 SELECT m.id, u.n FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])
-                                        AS u(id, tenant_id, n) ORDER BY id) u
+                 SELECT m.id, u.n, u.http_status, u.duration_ms, u.excerpt
+                 FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int2[],
+                                            $5::int[], $6::text[])
+                       AS u(id, tenant_id, n, http_status, duration_ms, excerpt) ORDER BY id) u
                  CROSS JOIN LATERAL (SELECT id, tenant_id, status, total_attempts FROM messages
                      WHERE id = u.id OFFSET 0 FOR UPDATE) m
                  WHERE m.tenant_id = u.tenant_id AND m.status = 'processing'
@@ -90,8 +93,11 @@ pub const COMPLETE: &str = "WITH locked AS (
                  UPDATE messages SET status = 'completed', updated_at = now(), locked_until = NULL,
                      next_attempt_at = NULL, completed_at = now()
                  FROM locked WHERE messages.id = locked.id
-                 RETURNING messages.id, locked.n)
-             UPDATE message_attempts a SET finished_at = now(), outcome = 'completed'
+                 RETURNING messages.id, locked.n, locked.http_status, locked.duration_ms,
+                     locked.excerpt)
+             UPDATE message_attempts a SET finished_at = now(), outcome = 'completed',
+                 http_status = done.http_status, duration_ms = done.duration_ms,
+                 response_excerpt = done.excerpt
              FROM done WHERE a.message_id = done.id AND a.attempt = done.n
              RETURNING a.message_id";
 
@@ -515,6 +521,26 @@ pub enum Settlement<'a> {
     },
 }
 
+/// What an attempt record keeps besides its outcome and error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The endpoint's HTTP status; `None` without an answer (transport error, not HTTP).
+    pub http_status: Option<i16>,
+    /// How long the processor ran.
+    pub duration_ms: i32,
+    /// The first bytes of the answer's body, already bounded.
+    pub response_excerpt: Option<String>,
+}
+
+/// One attempt to complete: its message, scoped to the tenant, and the attempt's fencing token.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub tenant: TenantId,
+    pub id: Uuid,
+    pub total_attempts: i32,
+    pub record: AttemptRecord,
+}
+
 /// Records the attempt's outcome, only if the row still carries this attempt's fencing token.
 /// Returns false when another worker took the message over meanwhile.
 pub async fn settle(
@@ -523,6 +549,7 @@ pub async fn settle(
     id: Uuid,
     total_attempts: i32,
     settlement: &Settlement<'_>,
+    record: &AttemptRecord,
 ) -> Result<bool> {
     let (status, error, delay_secs) = match settlement {
         Settlement::Completed => ("completed", None, None),
@@ -543,7 +570,8 @@ pub async fn settle(
                      dead_lettered_at = CASE WHEN $4 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
                  WHERE tenant_id = $1 AND id = $2 AND status = 'processing' AND total_attempts = $3
                  RETURNING id)
-             UPDATE message_attempts SET finished_at = now(), outcome = $4, error = $5
+             UPDATE message_attempts SET finished_at = now(), outcome = $4, error = $5,
+                 http_status = $7, duration_ms = $8, response_excerpt = $9
              WHERE message_id IN (SELECT id FROM m) AND attempt = $3
              RETURNING 1",
         )
@@ -558,6 +586,9 @@ pub async fn settle(
                 &status,
                 &error,
                 &delay_secs,
+                &record.http_status,
+                &record.duration_ms,
+                &record.response_excerpt,
             ],
         )
         .await?;
@@ -565,14 +596,20 @@ pub async fn settle(
 }
 
 /// `processing -> completed` for many attempts at once, each only if its row still carries the
-/// attempt's fencing token. Returns the ids settled.
+/// attempt's fencing token, recording each attempt's record. Returns the ids settled.
 pub async fn complete_many(
     pool: &Pool,
-    items: &[(TenantId, Uuid, i32)],
+    items: &[Completion],
 ) -> Result<std::collections::HashSet<Uuid>> {
-    let ids: Vec<Uuid> = items.iter().map(|(_, id, _)| *id).collect();
-    let tenants: Vec<Uuid> = items.iter().map(|(t, _, _)| t.0).collect();
-    let numbers: Vec<i32> = items.iter().map(|(_, _, n)| *n).collect();
+    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
+    let tenants: Vec<Uuid> = items.iter().map(|c| c.tenant.0).collect();
+    let numbers: Vec<i32> = items.iter().map(|c| c.total_attempts).collect();
+    let statuses: Vec<Option<i16>> = items.iter().map(|c| c.record.http_status).collect();
+    let durations: Vec<i32> = items.iter().map(|c| c.record.duration_ms).collect();
+    let excerpts: Vec<Option<&str>> = items
+        .iter()
+        .map(|c| c.record.response_excerpt.as_deref())
+        .collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
@@ -580,6 +617,11 @@ pub async fn complete_many(
             COMPLETE,
         )
         .await?;
-    let rows = client.query(&stmt, &[&ids, &tenants, &numbers]).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[&ids, &tenants, &numbers, &statuses, &durations, &excerpts],
+        )
+        .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

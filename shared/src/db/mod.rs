@@ -13,6 +13,7 @@ pub mod group_commit;
 pub mod limits;
 pub mod messages;
 pub mod queue_stats;
+pub mod retention;
 pub mod rollouts;
 pub mod statistics;
 pub mod tenants;

@@ -24,9 +24,9 @@ use crate::{
     config::SETTLE_MARGIN,
     db::{
         self,
-        messages::{Claimed, Settlement},
+        messages::{AttemptRecord, Claimed, Completion, Settlement},
     },
-    delivery::{Outcome, Processor, Task},
+    delivery::{Outcome, Processed, Processor, Task},
     domain::{ConsumerConfig, MessageId, MessageStatus},
     error::{Error, Result},
     observability::metrics as m,
@@ -259,13 +259,23 @@ impl BatchHandler {
         busy.increment(1.0);
         let started = Instant::now();
         let timeout = self.ctx.config.consumer.processing_timeout;
-        let outcome = match tokio::time::timeout(timeout, self.processor.process(&job)).await {
-            Ok(o) => o,
-            Err(_) => Outcome::retry(format!("processing timed out after {timeout:?}")),
-        };
+        let Processed { outcome, response } =
+            match tokio::time::timeout(timeout, self.processor.process_recorded(&job)).await {
+                Ok(p) => p,
+                Err(_) => Outcome::retry(format!("processing timed out after {timeout:?}")).into(),
+            };
         busy.decrement(1.0);
-        metrics::histogram!(m::PROCESSING_DURATION, &labels)
-            .record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::PROCESSING_DURATION, &labels).record(elapsed.as_secs_f64());
+        let (http_status, response_excerpt) = match response {
+            Some(r) => (i16::try_from(r.status).ok(), r.excerpt),
+            None => (None, None),
+        };
+        let record = AttemptRecord {
+            http_status,
+            duration_ms: i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX),
+            response_excerpt,
+        };
 
         let budget_left = (c.attempts as u32) <= config.retry_attempts;
         let (settlement, status, wait) = match &outcome {
@@ -297,7 +307,12 @@ impl BatchHandler {
                 .ctx
                 .writers()
                 .complete
-                .submit(vec![(queue.tenant_id, c.id, c.total_attempts)])
+                .submit(vec![Completion {
+                    tenant: queue.tenant_id,
+                    id: c.id,
+                    total_attempts: c.total_attempts,
+                    record,
+                }])
                 .await?
                 .first()
                 .copied()
@@ -309,6 +324,7 @@ impl BatchHandler {
                     c.id,
                     c.total_attempts,
                     &settlement,
+                    &record,
                 )
                 .await?
             }

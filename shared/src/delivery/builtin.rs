@@ -1,4 +1,4 @@
-use super::{Outcome, Processor, Task, WebhookProcessor};
+use super::{Outcome, Processed, Processor, Task, WebhookProcessor};
 use crate::config::WebhookConfig;
 
 /// The default processor: a queue with an `endpoint_url` gets signed HTTP delivery, a queue
@@ -21,6 +21,13 @@ impl Processor for Builtin {
         match &job.config.endpoint_url {
             Some(_) => self.webhook.process(job).await,
             None => Outcome::Completed,
+        }
+    }
+
+    async fn process_recorded(&self, job: &Task<'_>) -> Processed {
+        match &job.config.endpoint_url {
+            Some(_) => self.webhook.process_recorded(job).await,
+            None => Outcome::Completed.into(),
         }
     }
 }

@@ -10,6 +10,7 @@
 mod address_guard;
 mod batch;
 mod builtin;
+mod excerpt;
 pub mod processor;
 pub mod retry;
 pub mod signature;
@@ -18,5 +19,5 @@ mod webhook;
 pub use address_guard::is_public;
 pub use batch::*;
 pub use builtin::Builtin;
-pub use processor::{Outcome, Processor, Task};
+pub use processor::{HttpResponse, Outcome, Processed, Processor, Task};
 pub use webhook::WebhookProcessor;

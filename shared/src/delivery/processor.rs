@@ -44,7 +44,39 @@ impl Outcome {
     }
 }
 
+/// What an HTTP endpoint answered, kept with the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The first bytes of the body as text, bounded by `ATTEMPT_RESPONSE_EXCERPT_BYTES`.
+    pub excerpt: Option<String>,
+}
+
+/// An outcome with what the attempt record keeps besides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub outcome: Outcome,
+    /// The endpoint's answer, for processors that deliver over HTTP and got one (none on a
+    /// transport error: timeout, refused connection).
+    pub response: Option<HttpResponse>,
+}
+
+impl From<Outcome> for Processed {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            response: None,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Processor: Send + Sync {
     async fn process(&self, job: &Task<'_>) -> Outcome;
+
+    /// The outcome and what the endpoint answered. The consumer calls this; processors that
+    /// have an answer worth recording (the webhook) override it, others need not.
+    async fn process_recorded(&self, job: &Task<'_>) -> Processed {
+        self.process(job).await.into()
+    }
 }

@@ -1,6 +1,7 @@
 //! Signed HTTP delivery: POST the body to the queue's endpoint with Standard Webhooks headers.
 //! 2xx completes; 5xx, 429 and timeouts retry (honouring `Retry-After`); other statuses and
-//! refused addresses fail for good.
+//! refused addresses fail for good. The answer's status and the first bytes of its body are
+//! kept with the attempt ([`super::excerpt`]).
 
 use std::{net::IpAddr, time::Duration};
 
@@ -10,7 +11,7 @@ use reqwest::{
     redirect::Policy,
 };
 
-use super::{Outcome, Processor, Task, address_guard, signature};
+use super::{HttpResponse, Outcome, Processed, Processor, Task, address_guard, excerpt, signature};
 use crate::{config::WebhookConfig, domain::headers};
 
 const AGENT: &str = "msgsvc-webhook/1";
@@ -19,6 +20,7 @@ pub struct WebhookProcessor {
     client: reqwest::Client,
     allow_private: bool,
     allow_http: bool,
+    excerpt_bytes: usize,
 }
 
 impl WebhookProcessor {
@@ -35,6 +37,7 @@ impl WebhookProcessor {
             client: builder.build()?,
             allow_private: config.allow_private,
             allow_http: config.allow_http,
+            excerpt_bytes: config.response_excerpt_bytes,
         })
     }
 
@@ -61,12 +64,16 @@ impl WebhookProcessor {
 #[async_trait::async_trait]
 impl Processor for WebhookProcessor {
     async fn process(&self, job: &Task<'_>) -> Outcome {
+        self.process_recorded(job).await.outcome
+    }
+
+    async fn process_recorded(&self, job: &Task<'_>) -> Processed {
         let Some(endpoint) = job.config.endpoint_url.as_deref() else {
-            return Outcome::Completed;
+            return Outcome::Completed.into();
         };
         let url = match self.check_url(endpoint) {
             Ok(u) => u,
-            Err(error) => return Outcome::Fail { error },
+            Err(error) => return Outcome::Fail { error }.into(),
         };
         let id = job.message_id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
@@ -74,7 +81,8 @@ impl Processor for WebhookProcessor {
         else {
             return Outcome::Fail {
                 error: "the queue's signing secret is malformed".into(),
-            };
+            }
+            .into();
         };
         let name = HeaderName::from_static;
         let own = [
@@ -89,17 +97,29 @@ impl Processor for WebhookProcessor {
         ];
         let headers = match request_headers(job, own) {
             Ok(h) => h,
-            Err(error) => return Outcome::Fail { error },
+            Err(error) => return Outcome::Fail { error }.into(),
         };
         let req = self.client.post(url).headers(headers);
-        match req.body(job.body.to_vec()).send().await {
-            Ok(resp) => classify(resp.status(), retry_after(&resp)),
+        let outcome = match req.body(job.body.to_vec()).send().await {
+            Ok(mut resp) => {
+                let outcome = classify(resp.status(), retry_after(&resp));
+                // Within the client's timeout, which covers the body too.
+                let excerpt = excerpt::read(&mut resp, self.excerpt_bytes).await;
+                return Processed {
+                    outcome,
+                    response: Some(HttpResponse {
+                        status: resp.status().as_u16(),
+                        excerpt,
+                    }),
+                };
+            }
             Err(e) if is_refused(&e) => Outcome::Fail {
                 error: address_guard::Refused.to_string(),
             },
             Err(e) if e.is_timeout() => Outcome::retry("endpoint timed out"),
             Err(e) => Outcome::retry(format!("endpoint unreachable: {}", root_cause(&e))),
-        }
+        };
+        outcome.into()
     }
 }
 
@@ -226,6 +246,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             allow_private: true,
             allow_http: true,
+            response_excerpt_bytes: 1024,
         })
         .unwrap();
         let tenant_id = crate::domain::TenantId::generate();
@@ -322,6 +343,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             allow_private: false,
             allow_http: false,
+            response_excerpt_bytes: 1024,
         })
         .unwrap();
         assert!(strict.check_url("https://example.com/hook").is_ok());

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod message;
 pub mod names;
 pub mod page;
+pub mod retention;
 pub mod tenant;
 
 pub use capacity::{ConcurrencyBudget, Tier};

@@ -22,6 +22,7 @@ pub const QUEUE_UNACKED: &str = "msgsvc_queue_messages_unacked";
 pub const QUEUE_OLDEST_AGE: &str = "msgsvc_queue_oldest_pending_age_seconds";
 pub const RELAY_REPUBLISHED: &str = "msgsvc_relay_republished_total";
 pub const RELAY_SWEEPS: &str = "msgsvc_relay_sweeps_total";
+pub const RETENTION_DELETED: &str = "msgsvc_retention_deleted_total";
 pub const BATCHES_FAILED: &str = "msgsvc_consumer_batches_failed_total";
 pub const UNMAPPED_MESSAGES: &str = "msgsvc_consumer_unmapped_messages_total";
 pub const HTTP_REQUESTS: &str = "msgsvc_http_requests_total";
@@ -173,6 +174,14 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &[],
         exported_by: API,
         help: "Outbox relay sweeps run.",
+    },
+    MetricDef {
+        name: RETENTION_DELETED,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        labels: &["table"],
+        exported_by: API,
+        help: "Rows the retention sweep deleted, by table: messages past their tenant's retention and their message_attempts.",
     },
     MetricDef {
         name: HTTP_REQUESTS,

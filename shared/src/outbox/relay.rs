@@ -149,13 +149,19 @@ async fn republish(ctx: &AppContext, stale: &[db::messages::Unsettled]) -> Resul
     })
 }
 
-/// The maintenance tick: one relay sweep, and planner statistics for young tables (see
-/// `db::statistics`). The relay's schedule runs it in AWS, [`spawn`] outside Lambda.
+/// The maintenance tick: one relay sweep, planner statistics for young tables (see
+/// `db::statistics`) and one retention sweep (`services::retention`). The relay's schedule
+/// runs it in AWS, [`spawn`] outside Lambda. A failed retention sweep is logged; the next
+/// tick tries again.
 pub async fn tick(ctx: &AppContext) -> Result<RelayReport> {
     if let Err(e) = db::statistics::refresh(&ctx.db).await {
         tracing::warn!(error = %e, "planner statistics not refreshed");
     }
-    run_once(ctx).await
+    let report = run_once(ctx).await;
+    if let Err(e) = crate::services::retention::sweep(ctx).await {
+        tracing::warn!(error = %e, "retention sweep failed; will retry");
+    }
+    report
 }
 
 /// Runs the maintenance tick every `RELAY_INTERVAL` until the task is dropped.

@@ -296,6 +296,26 @@ pub async fn get(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Me
         .ok_or(Error::NotFound(Code::MessageNotFound))
 }
 
+/// A message with its latest attempt, as `GET .../messages/{message_id}` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageView {
+    #[serde(flatten)]
+    pub message: Message,
+    /// The latest attempt: what the endpoint answered last (all of them under `/attempts`);
+    /// null before the first.
+    pub last_attempt: Option<db::attempts::Attempt>,
+}
+
+pub async fn view(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<MessageView> {
+    let message = get(ctx, tenant, id).await?;
+    let last_attempt = db::attempts::latest(&ctx.db, tenant, id).await?;
+    Ok(MessageView {
+        message,
+        last_attempt,
+    })
+}
+
 pub async fn list(
     ctx: &AppContext,
     tenant: TenantId,

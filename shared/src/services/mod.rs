@@ -6,4 +6,5 @@ pub mod consumers;
 pub mod dead_letters;
 pub mod limits;
 pub mod messages;
+pub mod retention;
 pub mod tenants;

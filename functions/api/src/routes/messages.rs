@@ -13,7 +13,7 @@ use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
     domain::{Message, MessageId, MessageStatus, Page, message::check_form},
-    services::messages::{self, Accepted, PublishItem},
+    services::messages::{self, Accepted, MessageView, PublishItem},
 };
 
 use utoipa::{IntoParams, ToSchema};
@@ -251,16 +251,17 @@ async fn list(
     Ok(Json(messages::list(&s.ctx, tenant, &filter, &page).await?))
 }
 
-/// Get a message with its status.
+/// Get a message with its status and its latest attempt.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/messages/{message_id}", tag = "messages",
-    params(MessagePath), responses((status = 200, description = "The message", body = Message)))]
+    params(MessagePath),
+    responses((status = 200, description = "The message", body = MessageView)))]
 async fn show(
     State(s): State<ApiState>,
     TenantScope(tenant): TenantScope,
     PathParams(MessageIdParam { message_id: id }): PathParams<MessageIdParam>,
-) -> ApiResult<Json<Message>> {
+) -> ApiResult<Json<MessageView>> {
     let id: MessageId = id.parse()?;
-    Ok(Json(messages::get(&s.ctx, tenant, id).await?))
+    Ok(Json(messages::view(&s.ctx, tenant, id).await?))
 }
 
 #[derive(Serialize, ToSchema)]

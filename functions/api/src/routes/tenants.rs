@@ -4,6 +4,7 @@ use shared::{
     db::control_state::Capacity,
     domain::{Page, Tenant, TenantName, bounds::json_integer_opt, tenant::RESERVED_CONCURRENCY},
     services::limits::{self, LimitOverrides, LimitsView},
+    services::retention::{self, RetentionOverrides, RetentionView},
     services::tenants,
 };
 use utoipa::ToSchema;
@@ -25,6 +26,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(route!(show))
         .routes(route!(deactivate))
         .routes(route!(set_limits))
+        .routes(route!(set_retention))
         .routes(route!(set_capacity))
         .routes(route!(show_capacity))
 }
@@ -36,6 +38,8 @@ pub(crate) struct TenantView {
     tenant: Tenant,
     #[serde(flatten)]
     limits: LimitsView,
+    /// How long its settled messages are kept (see `PUT .../retention`).
+    retention: RetentionView,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -72,14 +76,34 @@ async fn list(
 
 /// Get a tenant.
 #[utoipa::path(get, path = "/tenants/{tenant_id}", tag = "tenants", params(TenantPath),
-    responses((status = 200, description = "The tenant, its limits in force, its own overrides and its usage", body = TenantView)))]
+    responses((status = 200, description = "The tenant, its limits in force, its own overrides, its usage and its retention", body = TenantView)))]
 async fn show(
     State(s): State<ApiState>,
     TenantScope(id): TenantScope,
 ) -> ApiResult<Json<TenantView>> {
     let tenant = tenants::get(&s.ctx, id).await?;
     let limits = limits::view(&s.ctx, id).await?;
-    Ok(Json(TenantView { tenant, limits }))
+    let retention = retention::view(&s.ctx, id).await?;
+    Ok(Json(TenantView {
+        tenant,
+        limits,
+        retention,
+    }))
+}
+
+/// Replace the tenant's own retention (admin): how many days its completed messages and its
+/// dead letters are kept (0: for ever); a null or absent field takes the default. Messages
+/// past it are deleted, with their attempts, by the retention sweep.
+#[utoipa::path(put, path = "/tenants/{tenant_id}/retention", tag = "tenants", params(TenantPath),
+    request_body = RetentionOverrides,
+    responses((status = 200, description = "The tenant's retention now", body = RetentionView),
+        (status = 409, description = "The tenant is deactivated")))]
+async fn set_retention(
+    State(s): State<ApiState>,
+    AdminTenantScope(id): AdminTenantScope,
+    JsonBody(req): JsonBody<RetentionOverrides>,
+) -> ApiResult<Json<RetentionView>> {
+    Ok(Json(retention::set(&s.ctx, id, &req).await?))
 }
 
 /// Replace the tenant's own limits (admin); a null or absent field takes the default.

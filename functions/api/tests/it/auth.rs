@@ -64,6 +64,11 @@ fn admin_routes(t: &str) -> Vec<(Method, String, Option<Value>)> {
             format!("/api/v1/tenants/{t}/limits"),
             Some(json!({ "max_queues": 1000 })),
         ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{t}/retention"),
+            Some(json!({ "completed_days": 7 })),
+        ),
     ]
 }
 

@@ -11,4 +11,5 @@ mod jwt;
 mod limits;
 mod messages;
 mod relay;
+mod retention;
 mod tenants;

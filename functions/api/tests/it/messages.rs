@@ -455,3 +455,82 @@ async fn extreme_numbers_are_read_back() {
         .await;
     assert_eq!(list.status, StatusCode::OK);
 }
+
+/// The message view's `last_attempt` and the attempts route show what a webhook endpoint
+/// answered: its status, the attempt's duration and the first bytes of its body.
+#[tokio::test]
+async fn the_message_view_and_its_attempts_show_what_the_endpoint_answered() {
+    use shared::{
+        broker::QueueRef,
+        config::WebhookConfig,
+        delivery::{BatchHandler, Builtin, Inbound},
+        domain::{QueueName, TenantId},
+    };
+    use std::{sync::Arc, time::Duration};
+
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let endpoint = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy, try later",
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, endpoint).await.unwrap() });
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{tenant}/consumers/hooks/config"),
+            Some(&app.admin),
+            Some(json!({"workers": 1, "retry_attempts": 2, "endpoint_url": url})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.publish(&tenant, "hooks", json!({"n": 1})).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/tenants/{tenant}/messages/{id}");
+    let before = app.get(&path, &app.admin).await;
+    assert_eq!(before.body["last_attempt"], Value::Null, "{}", before.body);
+
+    let handler = BatchHandler::new(
+        app.ctx.clone(),
+        Arc::new(
+            Builtin::new(&WebhookConfig {
+                timeout: Duration::from_secs(5),
+                allow_private: true,
+                allow_http: true,
+                response_excerpt_bytes: 4,
+            })
+            .unwrap(),
+        ),
+    );
+    let queue = QueueRef::new(
+        tenant.parse::<TenantId>().unwrap(),
+        QueueName::parse("hooks").unwrap(),
+    );
+    let inbound = Inbound {
+        message_id: Some(id.clone()),
+        redelivered: false,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    let report = handler.handle(&queue, &[inbound], deadline).await.unwrap();
+    assert_eq!(report.retried, 1, "{report:?}");
+
+    let shown = app.get(&path, &app.admin).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["status"], "retrying");
+    let last = &shown.body["last_attempt"];
+    assert_eq!(last["attempt"], 1, "{}", shown.body);
+    assert_eq!(last["outcome"], "retrying");
+    assert_eq!(last["http_status"], 503);
+    assert_eq!(last["response_excerpt"], "busy");
+    assert!(last["duration_ms"].is_u64(), "{last}");
+    let attempts = app.get(&format!("{path}/attempts"), &app.admin).await;
+    assert_eq!(attempts.body["items"][0], *last);
+    assert_eq!(attempts.body["items"].as_array().unwrap().len(), 1);
+}

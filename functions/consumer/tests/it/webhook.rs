@@ -73,6 +73,7 @@ fn webhook_config(allow_private: bool) -> WebhookConfig {
         timeout: Duration::from_secs(5),
         allow_private,
         allow_http: true,
+        response_excerpt_bytes: 1024,
     }
 }
 
@@ -144,5 +145,138 @@ async fn deliveries_are_signed_and_private_addresses_refused_unless_allowed() {
         receiver.verdicts.lock().unwrap().len(),
         1,
         "nothing was sent to the private address"
+    );
+}
+
+/// An endpoint for the attempt records: `/fail` answers 500 with a long body whose bound falls
+/// inside a two-byte character, `/ok` 200, `/slow` nothing before the delivery timeout, and
+/// `/endless` 500 with a body that never ends (counting the bytes it sent).
+async fn start_answers(sent: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use axum::{body::Body, response::IntoResponse, routing::post};
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let endless = move || {
+        let sent = sent.clone();
+        async move {
+            let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
+            let stream = futures::stream::repeat_with(move || {
+                sent.fetch_add(chunk.len(), Ordering::SeqCst);
+                Ok::<_, std::io::Error>(chunk.clone())
+            });
+            (StatusCode::INTERNAL_SERVER_ERROR, Body::from_stream(stream)).into_response()
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/fail",
+            post(|| async {
+                let body = format!("x{}", "é".repeat(3000));
+                (StatusCode::INTERNAL_SERVER_ERROR, body)
+            }),
+        )
+        .route("/ok", post(|| async { (StatusCode::OK, "accepted") }))
+        .route(
+            "/slow",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                StatusCode::OK
+            }),
+        )
+        .route("/endless", post(endless));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// Each attempt keeps the endpoint's status, its duration and the first bytes of its answer,
+/// bounded and cut on a character boundary; a transport error keeps its error and no status.
+#[tokio::test]
+async fn attempts_record_the_status_duration_and_an_excerpt_of_the_answer() {
+    use shared::services::messages::view;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ctx = context().await;
+    let t = tenant(&ctx).await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let base = start_answers(sent.clone()).await;
+    let delivery_timeout = Duration::from_secs(2);
+    let handler = BatchHandler::new(
+        ctx.clone(),
+        Arc::new(
+            Builtin::new(&WebhookConfig {
+                timeout: delivery_timeout,
+                response_excerpt_bytes: 64,
+                ..webhook_config(true)
+            })
+            .unwrap(),
+        ),
+    );
+    let run = |queue: &'static str, path: &'static str| {
+        let (ctx, handler, base) = (ctx.clone(), &handler, base.clone());
+        async move {
+            configure(&ctx, t, queue, 1, 3, 100, Some(format!("{base}{path}"))).await;
+            let id = publish(&ctx, t, queue, json!({"path": path})).await;
+            let queue = QueueRef::new(t, QueueName::parse(queue).unwrap());
+            let inbound = Inbound {
+                message_id: Some(id.to_string()),
+                redelivered: false,
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(900);
+            handler.handle(&queue, &[inbound], deadline).await.unwrap();
+            let mut attempts = shared::db::attempts::list(&ctx.db, t, id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            let shown = view(&ctx, t, id).await.unwrap();
+            let last = shown
+                .last_attempt
+                .expect("the view shows the latest attempt");
+            assert_eq!(last.attempt, attempts[0].attempt);
+            assert_eq!(last.response_excerpt, attempts[0].response_excerpt);
+            (shown.message.status, attempts.remove(0))
+        }
+    };
+
+    // 500 with a body: the status, a duration, the excerpt cut at 64 bytes. "x" and 31 "é"
+    // are 63 bytes; the 64th is the first half of the next "é", which is dropped.
+    let (status, a) = run("fails", "/fail").await;
+    assert_eq!(status, MessageStatus::Retrying);
+    assert_eq!(a.outcome.as_deref(), Some("retrying"));
+    assert_eq!(a.http_status, Some(500));
+    assert!(a.duration_ms.is_some_and(|d| d >= 0), "{a:?}");
+    assert_eq!(
+        a.response_excerpt.as_deref(),
+        Some(format!("x{}", "é".repeat(31)).as_str())
+    );
+    assert!(a.error.unwrap().contains("500"));
+
+    // Success: 2xx and its answer.
+    let (status, a) = run("succeeds", "/ok").await;
+    assert_eq!(status, MessageStatus::Completed);
+    assert_eq!(a.outcome.as_deref(), Some("completed"));
+    assert_eq!(a.http_status, Some(200));
+    assert_eq!(a.response_excerpt.as_deref(), Some("accepted"));
+    assert!(a.duration_ms.is_some());
+
+    // A timeout: no status, the error, and a duration of about the delivery timeout.
+    let (status, a) = run("times-out", "/slow").await;
+    assert_eq!(status, MessageStatus::Retrying);
+    assert_eq!(a.http_status, None);
+    assert_eq!(a.response_excerpt, None);
+    assert_eq!(a.error.as_deref(), Some("endpoint timed out"));
+    let ms = a.duration_ms.unwrap();
+    assert!(
+        (1900..4000).contains(&ms),
+        "about the 2 s timeout, not the endpoint's 5 s: {ms}"
+    );
+
+    // A body that never ends: only the excerpt's bytes are read, so the attempt ends at once
+    // with the status instead of reading until the timeout.
+    let (_, a) = run("endless", "/endless").await;
+    assert_eq!(a.http_status, Some(500));
+    assert_eq!(a.response_excerpt.as_deref(), Some(&"z".repeat(64)[..]));
+    let ms = a.duration_ms.unwrap();
+    assert!(ms < 1000, "the body was not read to the timeout: {ms} ms");
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(
+        sent < 64 << 20,
+        "the endpoint sent only what buffers held: {sent} bytes"
     );
 }
