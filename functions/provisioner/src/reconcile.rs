@@ -38,8 +38,15 @@ impl Provisioner {
         if let Err(e) = self.request_rollout().await {
             report.errors.push(format!("rollout check: {e:#}"));
         }
-        let prefix = &self.ctx.config.control.function_prefix;
-        for m in db::control_state::mappings_to_reconcile(&self.ctx.db, prefix, BATCH).await? {
+        let control = &self.ctx.config.control;
+        let due = db::control_state::mappings_to_reconcile(
+            &self.ctx.db,
+            &control.function_prefix,
+            &control.pooled_function,
+            BATCH,
+        )
+        .await?;
+        for m in due {
             let outcome = match (m.state.as_str(), m.mapping_id.as_deref()) {
                 ("pending", Some(uuid)) => {
                     report.reread += 1;

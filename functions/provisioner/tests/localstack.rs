@@ -514,6 +514,10 @@ async fn a_rollout_brings_tenant_functions_to_the_template_and_a_second_changes_
             shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("roll")).unwrap())
                 .await
                 .unwrap();
+        // Dedicated: only a tenant with a capacity has a function of its own to roll out to.
+        shared::services::tenants::set_capacity(&p.ctx, t.id, Some(1))
+            .await
+            .unwrap();
         p.run(&Job::OnboardTenant { tenant_id: t.id })
             .await
             .expect("onboard");

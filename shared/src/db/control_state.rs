@@ -336,18 +336,24 @@ pub async fn rollout_targets(pool: &Pool, prefix: &str, template: &str) -> Resul
 }
 
 /// Mappings of active tenants a reconcile should retry (`failed`) or re-read (`pending`),
-/// system-wide but only of this deployment's functions (`prefix`, or no function recorded
-/// yet), least recently tried first.
-pub async fn mappings_to_reconcile(pool: &Pool, prefix: &str, limit: i64) -> Result<Vec<Mapping>> {
+/// system-wide but only of this deployment's functions (dedicated ones by `prefix`, the
+/// `pooled` function, or no function recorded yet), least recently tried first.
+pub async fn mappings_to_reconcile(
+    pool: &Pool,
+    prefix: &str,
+    pooled: &str,
+    limit: i64,
+) -> Result<Vec<Mapping>> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT m.* FROM consumer_mappings m JOIN tenants t ON t.id = m.tenant_id
              LEFT JOIN tenant_capacity c ON c.tenant_id = m.tenant_id
              WHERE t.status = 'active' AND m.state IN ('failed', 'pending')
-               AND (c.function_name IS NULL OR starts_with(c.function_name, $1))
+               AND (c.function_name IS NULL OR starts_with(c.function_name, $1)
+                    OR c.function_name = $3)
              ORDER BY m.updated_at LIMIT $2",
-            &[&prefix, &limit],
+            &[&prefix, &limit, &pooled],
         )
         .await?;
     Ok(rows.iter().map(mapping_from_row).collect())
