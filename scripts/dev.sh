@@ -15,7 +15,7 @@ invoke="http://127.0.0.1:$port"
 scripts/services.sh
 scripts/localstack.sh
 cargo build --workspace --bins
-target/debug/api migrate
+${CARGO_TARGET_DIR:-target}/debug/api migrate
 
 # What the functions and the trigger processes read (cargo lambda watch passes its environment
 # on to the functions).
@@ -53,9 +53,9 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "$invoke/health" >/dev/null || { echo "the API function did not answer" >&2; exit 1; }
 
-CONSUMER_INVOKE_ENDPOINT="$invoke" CONSUMER_FUNCTION_NAME=consumer setsid target/debug/consumer &
+CONSUMER_INVOKE_ENDPOINT="$invoke" CONSUMER_FUNCTION_NAME=consumer setsid ${CARGO_TARGET_DIR:-target}/debug/consumer &
 pids+=($!)
-setsid target/debug/provisioner trigger --invoke "$invoke" --function provisioner &
+setsid ${CARGO_TARGET_DIR:-target}/debug/provisioner trigger --invoke "$invoke" --function provisioner &
 pids+=($!)
 
 cat <<MSG

@@ -26,13 +26,13 @@ trap cleanup EXIT
 
 export DATABASE_URL="${MONITORING_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/msgsvc_monitoring}"
 export SERVER_HOST=127.0.0.1 LOG_LEVEL=warn WEBHOOK_ALLOW_PRIVATE=true WEBHOOK_ALLOW_HTTP=true
-target/debug/api migrate
-SERVER_PORT=$api_port target/debug/api & pids+=($!)
-CONSUMER_METRICS_PORT=$consumer_port target/debug/consumer & pids+=($!)
+${CARGO_TARGET_DIR:-target}/debug/api migrate
+SERVER_PORT=$api_port ${CARGO_TARGET_DIR:-target}/debug/api & pids+=($!)
+CONSUMER_METRICS_PORT=$consumer_port ${CARGO_TARGET_DIR:-target}/debug/consumer & pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api_port/health" >/dev/null && break; sleep 0.2; done
 
 # Traffic: a tenant, a burst of messages, and a queue whose endpoint fails (dead letters).
-token=$(target/debug/api token --admin)
+token=$(${CARGO_TARGET_DIR:-target}/debug/api token --admin)
 api="http://127.0.0.1:$api_port/api/v1"
 tenant=$(curl -sf -X POST "$api/tenants" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -d "{\"name\": \"monitoring-$(date +%s%N)\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

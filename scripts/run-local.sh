@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh
 cargo build --workspace --bins
-target/debug/api migrate
+${CARGO_TARGET_DIR:-target}/debug/api migrate
 
 # Local development delivers webhooks to loopback endpoints too.
 export WEBHOOK_ALLOW_PRIVATE="${WEBHOOK_ALLOW_PRIVATE:-true}"
@@ -21,9 +21,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-target/debug/consumer &
+${CARGO_TARGET_DIR:-target}/debug/consumer &
 pids+=($!)
-target/debug/api &
+${CARGO_TARGET_DIR:-target}/debug/api &
 pids+=($!)
 
 port="${SERVER_PORT:-8080}"

@@ -36,7 +36,7 @@ clean_queues() { TEST_DATABASE_URL="$DATABASE_URL" python3 scripts/clean-test-qu
 clean_queues
 psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)"
 
-target/debug/api >"$work/api.log" 2>&1 &
+${CARGO_TARGET_DIR:-target}/debug/api >"$work/api.log" 2>&1 &
 api_pid=$!
 stop() {
   kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null || true
@@ -53,7 +53,7 @@ for _ in $(seq 1 120); do
 done
 curl -fsS "$base/health" >/dev/null
 
-admin="$(target/debug/api token --admin)"
+admin="$(${CARGO_TARGET_DIR:-target}/debug/api token --admin)"
 call() { curl -fsS -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' "$@"; }
 id_of() { python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
 # Each run gets tenants of its own: the admin run's stateful phase deactivates tenants it finds
@@ -115,7 +115,7 @@ status=0
 for who in admin tenant; do
   setup "$who"
   token="$admin"
-  [ "$who" = tenant ] && token="$(target/debug/api token --tenant "$tenant_id")"
+  [ "$who" = tenant ] && token="$(${CARGO_TARGET_DIR:-target}/debug/api token --tenant "$tenant_id")"
   echo "== schemathesis with the $who token (up to ${max_time}s)"
   "$st/schemathesis" --no-color --config-file "$work/$who.toml" run "$base/api/v1/openapi.json" \
     --url "$base" \
