@@ -90,12 +90,8 @@ impl Provisioner {
     /// `function_spec`), unless it exists or the tenant is no longer active.
     pub async fn ensure_function(&self, tenant: TenantId) -> anyhow::Result<String> {
         let name = self.function_name(tenant);
-        match self.lambda.get_function().function_name(&name).send().await {
-            Ok(_) => return Ok(name),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(anyhow!("GetFunction {name}: {e:?}")),
+        if self.function_exists(&name).await? {
+            return Ok(name);
         }
         let template = self.template().await?;
         let zip = self.template_code(&template).await?;
@@ -297,33 +293,9 @@ impl Provisioner {
             Err(e) => return Err(anyhow!("ListEventSourceMappings {name}: {e:?}")),
         };
         for uuid in mappings.into_iter().filter_map(|m| m.uuid) {
-            match self
-                .lambda
-                .delete_event_source_mapping()
-                .uuid(&uuid)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(anyhow!("DeleteEventSourceMapping {uuid}: {e:?}")),
-            }
+            self.delete_mapping(&uuid).await?;
         }
-        match self
-            .lambda
-            .delete_function()
-            .function_name(&name)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(anyhow!("DeleteFunction {name}: {e:?}")),
-        }
+        self.delete_function(&name).await?;
         db::control_state::record_tenant_deleted(&self.ctx.db, tenant, &name, APPLIED_BY).await?;
         tracing::info!(function = %name, "tenant function deleted");
         Ok(())

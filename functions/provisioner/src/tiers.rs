@@ -151,24 +151,9 @@ impl Provisioner {
             .map(|q| work_queue(&QueueRef::new(tenant, q)))
             .collect();
         let own = function == self.function_name(tenant);
-        let listed = self
-            .lambda
-            .list_event_source_mappings()
-            .function_name(function)
-            .event_source_arn(broker)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await;
-        let mappings = match listed {
+        let mappings = match crate::mappings::list(&self.lambda, function, Some(broker)).await {
             Ok(m) => m,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(());
-            }
+            Err(aws_sdk_lambda::Error::ResourceNotFoundException(_)) => return Ok(()),
             Err(e) => return Err(anyhow!("ListEventSourceMappings {function}: {e:?}")),
         };
         for m in mappings {
@@ -176,24 +161,33 @@ impl Provisioner {
             let Some(uuid) = m.uuid.filter(|_| ours) else {
                 continue;
             };
-            match self
-                .lambda
-                .delete_event_source_mapping()
-                .uuid(&uuid)
-                .send()
-                .await
-            {
-                Ok(_) => tracing::info!(%function, %uuid, "mapping of the old tier deleted"),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(anyhow!("DeleteEventSourceMapping {uuid}: {e:?}")),
-            }
+            self.delete_mapping(&uuid).await?;
+            tracing::info!(%function, %uuid, "mapping of the old tier deleted");
         }
         Ok(())
     }
 
-    async fn function_exists(&self, name: &str) -> anyhow::Result<bool> {
+    /// Deletes one mapping; one already gone is the state wanted.
+    pub(crate) async fn delete_mapping(&self, uuid: &str) -> anyhow::Result<()> {
+        match self
+            .lambda
+            .delete_event_source_mapping()
+            .uuid(uuid)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow!("DeleteEventSourceMapping {uuid}: {e:?}")),
+        }
+    }
+
+    pub(crate) async fn function_exists(&self, name: &str) -> anyhow::Result<bool> {
         match self.lambda.get_function().function_name(name).send().await {
             Ok(_) => Ok(true),
             Err(e)
@@ -206,7 +200,7 @@ impl Provisioner {
         }
     }
 
-    async fn delete_function(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn delete_function(&self, name: &str) -> anyhow::Result<()> {
         match self
             .lambda
             .delete_function()
