@@ -236,7 +236,7 @@ pub async fn run(
     };
 
     // Clean up: the bench's work queues.
-    let ch = b.ctx.broker.channel().await?;
+    let ch = b.ctx.brokers.home().broker.channel().await?;
     for q in &queues {
         let _ = ch
             .queue_delete(work_queue(q).as_str().into(), QueueDeleteOptions::default())
@@ -313,7 +313,7 @@ async fn previous_topology(
     snapshots: &mut Vec<Snapshot>,
 ) -> anyhow::Result<PerQueue> {
     let before = snapshot(b, "before the previous topology's sample", snapshots).await?;
-    let broker = &b.ctx.broker;
+    let broker = &b.ctx.brokers.home().broker;
     let ch = broker.channel().await?;
     let durable = QueueDeclareOptions {
         durable: true,

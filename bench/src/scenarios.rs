@@ -137,9 +137,9 @@ impl Bench {
     pub async fn finish(mut self) {
         let _ = self.api_process.kill().await;
         for q in &self.queues {
-            self.ctx.broker.delete_queues(q).await;
+            self.ctx.brokers.home().broker.delete_queues(q).await;
         }
-        self.ctx.broker.close().await;
+        self.ctx.brokers.home().broker.close().await;
     }
 }
 
@@ -159,7 +159,7 @@ pub async fn publish_curve(b: &mut Bench, levels: &[usize]) -> anyhow::Result<Ve
     // end up), so the outbox relay leaves them alone.
     let raw_tenant = b.tenant("raw", 1).await?;
     let raw_queue = QueueRef::new(raw_tenant, QueueName::parse("raw")?);
-    b.ctx.broker.ensure_queue(&raw_queue).await?;
+    b.ctx.brokers.home().broker.ensure_queue(&raw_queue).await?;
     b.queues.push(raw_queue.clone());
     let mut points = Vec::new();
     for &c in levels {
@@ -183,7 +183,7 @@ async fn raw_op(
     queue: &QueueRef,
     concurrency: usize,
 ) -> anyhow::Result<Summary> {
-    let (pool, broker) = (b.ctx.db.clone(), b.ctx.broker.clone());
+    let (pool, broker) = (b.ctx.db.clone(), b.ctx.brokers.home().broker.clone());
     let name = Arc::new(shared::broker::work_queue(queue));
     let run = load::closed_loop(concurrency, b.secs(4.0), move || {
         let (pool, broker, name) = (pool.clone(), broker.clone(), name.clone());

@@ -13,6 +13,7 @@ async fn completion_counts_exactly_and_reads_real_timestamps() {
     let tenant = shared::services::tenants::create(
         &ctx,
         &TenantName::parse(&testkit::unique("bench")).unwrap(),
+        None,
     )
     .await
     .unwrap()

@@ -32,6 +32,10 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The RabbitMQ management API, for queue depths (`RABBITMQ_MANAGEMENT_URL`; `off` disables).
     pub rabbitmq_management_url: Option<String>,
+    /// The tenant-queue budget of the deployment's own broker (`BROKER_MAX_QUEUES`, from the
+    /// README's sizing table), written to its registry row by `db::migrate`; unset leaves the
+    /// row as an admin last set it (`PUT /api/v1/brokers/default`).
+    pub broker_max_queues: Option<u32>,
     /// Where the consumer process serves its Prometheus metrics outside Lambda.
     pub consumer_metrics_port: u16,
     pub server_host: String,
@@ -614,6 +618,10 @@ impl Config {
                 "http://guest:guest@127.0.0.1:15672",
             ))
             .filter(|u| u != "off"),
+            broker_max_queues: match v.get("BROKER_MAX_QUEUES") {
+                None => None,
+                Some(_) => Some(v.parse("BROKER_MAX_QUEUES", 0u32)?),
+            },
             consumer_metrics_port: v.parse("CONSUMER_METRICS_PORT", 8081)?,
             server_host: v.string("SERVER_HOST", "0.0.0.0"),
             server_port: v.parse("SERVER_PORT", 8080)?,

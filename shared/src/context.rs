@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     Config,
-    broker::{Broker, QueueRef},
+    broker::{Brokers, QueueRef},
     db,
     db::group_commit::GroupCommit,
     domain::TenantId,
@@ -19,7 +19,9 @@ use crate::{
 pub struct AppContext {
     pub config: Arc<Config>,
     pub db: db::Pool,
-    pub broker: Arc<Broker>,
+    /// The broker registry's brokers: every tenant's traffic goes to its own broker
+    /// (`brokers.for_tenant`).
+    pub brokers: Arc<Brokers>,
     /// Tenant queues whose consumer config is known to exist, so publishing does not upsert it
     /// every time.
     pub known_queues: Arc<Mutex<HashSet<QueueRef>>>,
@@ -46,13 +48,13 @@ impl AppContext {
     /// starts fast and a dependency that is down at start-up is retried later.
     pub fn new(config: Config, process_name: &str) -> anyhow::Result<Self> {
         let db = db::pool(&config)?;
-        let broker = Broker::new(config.rabbitmq_url.clone(), process_name);
+        let brokers = Arc::new(Brokers::new(&config, process_name));
         let control = crate::control_plane::from_config(&config);
         Ok(Self {
             control,
             config: Arc::new(config),
             db,
-            broker,
+            brokers,
             known_queues: Arc::default(),
             limits: Arc::default(),
             writers: Arc::default(),
@@ -88,13 +90,13 @@ impl AppContext {
         })
     }
 
-    /// Opens the database and broker connections now (Lambda's init phase), so the first
-    /// invocation does not pay for them. Failures are logged; both reconnect on demand.
+    /// Opens the database and home broker connections now (Lambda's init phase), so the first
+    /// invocation does not pay for them (a registered broker connects on first use). Failures are logged; both reconnect on demand.
     pub async fn warm_up(&self) {
         let timeout = std::time::Duration::from_secs(3);
         let (db, broker) = tokio::join!(
             tokio::time::timeout(timeout, self.db.get()),
-            tokio::time::timeout(timeout, self.broker.connection()),
+            tokio::time::timeout(timeout, self.brokers.home().broker.connection()),
         );
         if !matches!(db, Ok(Ok(_))) {
             tracing::warn!("database not reachable at start-up; will retry on demand");

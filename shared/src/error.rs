@@ -78,12 +78,16 @@ error_codes! {
     InvalidRetryAttempts = "invalid_retry_attempts", 400, "retry_attempts out of range";
     InvalidRetryDelay = "invalid_retry_delay", 400, "retry_delay_ms out of range";
     InvalidEndpointUrl = "invalid_endpoint_url", 400, "endpoint_url is not an absolute http(s) URL";
+    InvalidBroker = "invalid_broker", 400, "a broker's id, URL or settings break their rules (no credentials in URLs), or no such broker is registered";
     Unauthorized = "unauthorized", 401, "no bearer token, or it is malformed, expired or badly signed";
     Forbidden = "forbidden", 403, "the token's role or tenant does not reach this route";
     NotFound = "not_found", 404, "no such route or resource";
     TenantNotFound = "tenant_not_found", 404, "no such tenant";
     MessageNotFound = "message_not_found", 404, "no such message of this tenant";
     ConsumerNotFound = "consumer_not_found", 404, "no such consumer queue of this tenant";
+    BrokerNotFound = "broker_not_found", 404, "no such broker in the registry";
+    BrokerExists = "broker_exists", 409, "a broker with this id is registered already";
+    BrokerBudgetExceeded = "broker_budget_exceeded", 409, "the tenant's broker (or every accepting broker, for a new tenant) holds its max_queues of tenant queues";
     TenantNameTaken = "tenant_name_taken", 409, "another tenant has this name";
     TenantInactive = "tenant_inactive", 409, "the tenant is deactivated and accepts no messages";
     IdempotencyKeyReused = "idempotency_key_reused", 409, "the idempotency key was used for a different message";

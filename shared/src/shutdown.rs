@@ -27,9 +27,9 @@ pub async fn signal() {
     tracing::info!("shutting down");
 }
 
-/// Closes the broker connection and the database pool.
+/// Closes the broker connections and the database pool.
 pub async fn close(ctx: &AppContext) {
-    ctx.broker.close().await;
+    ctx.brokers.close().await;
     ctx.db.close();
     tracing::info!("closed the broker and database connections");
 }

@@ -69,9 +69,10 @@ impl Provisioner {
             return Ok(());
         }
         let configs = db::consumer_configs::list_for_tenant(&self.ctx.db, tenant).await?;
+        let endpoint = self.ctx.brokers.for_tenant(&self.ctx.db, tenant).await?;
         for c in &configs {
             let q = QueueRef::new(tenant, QueueName::parse(&c.queue_name)?);
-            self.ctx.broker.ensure_queue(&q).await?;
+            endpoint.broker.ensure_queue(&q).await?;
         }
         // The tier's function, its concurrency and every queue's mapping (crate::tiers).
         self.scale(tenant).await?;
@@ -137,15 +138,17 @@ impl Provisioner {
     }
 
     /// Creates or updates the queue's Amazon MQ event source mapping on `function` (the
-    /// tenant's tier function, `crate::tiers`). Without `MQ_BROKER_ARN` (LocalStack cannot
-    /// emulate Amazon MQ) the mapping is recorded as `unsupported`.
+    /// tenant's tier function, `crate::tiers`), on the tenant's broker (`broker::Brokers`).
+    /// Without its ARN (LocalStack cannot emulate Amazon MQ) the mapping is recorded as
+    /// `unsupported`.
     pub async fn apply_mapping(
         &self,
         config: &ConsumerConfig,
         function: &str,
     ) -> anyhow::Result<()> {
         let tenant = config.tenant_id;
-        let control = &self.ctx.config.control;
+        // The tenant's broker in the registry: its ARN, secret and virtual host.
+        let endpoint = self.ctx.brokers.for_tenant(&self.ctx.db, tenant).await?;
         // The local event source plays the mapping with the same batching.
         let batching = self.ctx.config.consumer.mapping_batching();
         let batch_size = batching.batch_size;
@@ -162,9 +165,10 @@ impl Provisioner {
             };
             db::control_state::record_mapping(&self.ctx.db, tenant, &config.queue_name, &r).await
         };
-        let (Some(broker), Some(secret)) = (&control.mq_broker_arn, &control.mq_secret_arn) else {
-            let why =
-                "MQ_BROKER_ARN and MQ_SECRET_ARN are not set: no Amazon MQ event source mapping";
+        let (Some(broker), Some(secret)) = (&endpoint.mq_broker_arn, &endpoint.mq_secret_arn)
+        else {
+            let why = "the tenant's broker has no Amazon MQ ARN or secret (MQ_BROKER_ARN and \
+                       MQ_SECRET_ARN, or the registry's mq_broker_arn): no event source mapping";
             record("unsupported", None, Some(why.into())).await?;
             return Ok(());
         };
@@ -211,7 +215,7 @@ impl Provisioner {
                     .source_access_configurations(
                         SourceAccessConfiguration::builder()
                             .r#type(SourceAccessType::VirtualHost)
-                            .uri("/")
+                            .uri(&endpoint.vhost)
                             .build(),
                     )
                     .send()

@@ -134,14 +134,15 @@ impl Provisioner {
     }
 
     /// Deletes `function`'s mappings of the tenant's queues (all of them on the tenant's own
-    /// function; on the pooled one only this tenant's). Without `MQ_BROKER_ARN` no mapping was
+    /// function; on the pooled one only this tenant's). Without its broker's ARN no mapping was
     /// ever created.
     pub(crate) async fn unmap_queues(
         &self,
         tenant: TenantId,
         function: &str,
     ) -> anyhow::Result<()> {
-        let Some(broker) = &self.ctx.config.control.mq_broker_arn else {
+        let endpoint = self.ctx.brokers.for_tenant(&self.ctx.db, tenant).await?;
+        let Some(broker) = &endpoint.mq_broker_arn else {
             return Ok(());
         };
         let queues: Vec<String> = db::consumer_configs::list_for_tenant(&self.ctx.db, tenant)

@@ -4,10 +4,12 @@
 //! the broker restarts.
 
 mod connection;
+pub mod registry;
 pub mod stats;
 pub mod topology;
 
 pub use connection::{Broker, BrokerError, Outbound};
+pub use registry::{Brokers, Endpoint};
 pub use topology::{QueueRef, parse_work_queue, retry_exchange, wait_queue, work_queue};
 
 /// Header names the service sets on every broker message.

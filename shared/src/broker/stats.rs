@@ -1,10 +1,11 @@
-//! Queue depths from the RabbitMQ management HTTP API (also available on Amazon MQ): one
-//! request returns every queue's ready and unacknowledged counts.
+//! Queue depths from the RabbitMQ management HTTP API (also available on Amazon MQ): a page of
+//! queues' ready and unacknowledged counts per request, filtered by name on the broker.
 
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{QueueRef, parse_work_queue};
+use super::{QueueRef, parse_work_queue, topology::work_queue_pattern};
+use crate::domain::TenantId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -65,26 +66,51 @@ pub async fn unacked(
     Ok(info.messages_unacknowledged)
 }
 
-/// Depths of every tenant work queue.
+#[derive(Deserialize)]
+struct QueuePage {
+    items: Vec<QueueInfo>,
+    page_count: u32,
+}
+
+/// Queues the management API lists per page (its maximum is 500).
+const PAGE_SIZE: u32 = 500;
+
+/// Depths of the tenant work queues of `vhost`: of one tenant's only when `tenant` is given
+/// (the broker filters by name, so a tenant's status page reads its own queues, not the
+/// broker's whole list), page by page.
 pub async fn queue_depths(
     client: &reqwest::Client,
     management_url: &str,
+    vhost: &str,
+    tenant: Option<TenantId>,
 ) -> anyhow::Result<Vec<QueueDepth>> {
-    let queues: Vec<QueueInfo> = management_get(
-        client,
-        management_url,
-        "/api/queues",
-        Some("columns=name,messages_ready,messages_unacknowledged"),
-    )
-    .await?;
-    Ok(queues
-        .into_iter()
-        .filter_map(|q| {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pattern = work_queue_pattern(tenant);
+    let mut out = Vec::new();
+    let mut page = 1;
+    loop {
+        let query = format!(
+            "page={page}&page_size={PAGE_SIZE}&name={}&use_regex=true\
+             &columns=name,messages_ready,messages_unacknowledged",
+            encode(&pattern)
+        );
+        let got: QueuePage = management_get(
+            client,
+            management_url,
+            &format!("/api/queues/{}", encode(vhost)),
+            Some(&query),
+        )
+        .await?;
+        out.extend(got.items.into_iter().filter_map(|q| {
             Some(QueueDepth {
                 queue: parse_work_queue(&q.name)?,
                 ready: q.messages_ready,
                 unacked: q.messages_unacknowledged,
             })
-        })
-        .collect())
+        }));
+        if page >= got.page_count {
+            return Ok(out);
+        }
+        page += 1;
+    }
 }

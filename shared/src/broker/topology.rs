@@ -76,6 +76,16 @@ pub fn wait_queue(delay: Duration) -> String {
     format!("{WAIT_QUEUE_PREFIX}{}", delay.as_millis())
 }
 
+/// A regular expression matching the work queues of `tenant`, or of every tenant (for the
+/// management API's name filter).
+pub fn work_queue_pattern(tenant: Option<TenantId>) -> String {
+    let prefix = PREFIX.replace('.', "\\.");
+    match tenant {
+        Some(t) => format!("^{prefix}{t}\\."),
+        None => format!("^{prefix}"),
+    }
+}
+
 /// Maps a work queue name back to its tenant queue; `None` for anything that is not one.
 pub fn parse_work_queue(name: &str) -> Option<QueueRef> {
     let rest = name.strip_prefix(PREFIX)?;

@@ -55,7 +55,12 @@ impl Local<'_> {
 
     async fn apply_queue(&self, config: &ConsumerConfig) -> Result<()> {
         let queue = QueueName::parse(&config.queue_name)?;
-        self.ctx
+        let endpoint = self
+            .ctx
+            .brokers
+            .for_tenant(&self.ctx.db, config.tenant_id)
+            .await?;
+        endpoint
             .broker
             .ensure_queue(&QueueRef::new(config.tenant_id, queue))
             .await

@@ -5,6 +5,7 @@
 //! local event source, admin views) say so in their names.
 
 pub mod attempts;
+pub mod brokers;
 pub mod concurrency_budget;
 pub mod consumer_configs;
 pub mod consumer_runtime;
@@ -134,10 +135,15 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
         .await?;
-    let report = embedded::migrations::runner()
+    let mut report = embedded::migrations::runner()
         .run_async(&mut client)
         .await
         .context("migration failed");
+    if let (Ok(_), Some(max)) = (&report, config.broker_max_queues)
+        && let Err(e) = brokers::set_home_budget(&client, max).await
+    {
+        report = Err(anyhow::Error::from(e).context("cannot set BROKER_MAX_QUEUES"));
+    }
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
         .await?;

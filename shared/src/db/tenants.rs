@@ -7,7 +7,7 @@ use crate::{
     error::{Code, Error, Result},
 };
 
-const COLUMNS: &str = "id, name, status, created_at, updated_at";
+const COLUMNS: &str = "id, name, status, broker_id, created_at, updated_at";
 
 fn from_row(row: &Row) -> Tenant {
     Tenant {
@@ -17,6 +17,7 @@ fn from_row(row: &Row) -> Tenant {
             "active" => TenantStatus::Active,
             _ => TenantStatus::Inactive,
         },
+        broker_id: row.get("broker_id"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -26,9 +27,15 @@ pub async fn insert(
     client: &deadpool_postgres::Transaction<'_>,
     id: TenantId,
     name: &TenantName,
+    broker_id: &str,
 ) -> Result<Tenant> {
-    let sql = format!("INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING {COLUMNS}");
-    match client.query_one(&sql, &[&id.0, &name.as_str()]).await {
+    let sql = format!(
+        "INSERT INTO tenants (id, name, broker_id) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+    );
+    match client
+        .query_one(&sql, &[&id.0, &name.as_str(), &broker_id])
+        .await
+    {
         Ok(row) => Ok(from_row(&row)),
         Err(e) if unique_violation(&e) == Some("tenants_name_key") => Err(Error::conflict(
             Code::TenantNameTaken,

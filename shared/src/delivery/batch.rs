@@ -365,8 +365,8 @@ impl BatchHandler {
         Ok(status)
     }
 
-    /// Puts messages on the broker's wait tier for `tier` (each expiring after `delay` if
-    /// given); the broker then routes them back to the work queue.
+    /// Puts messages on the wait tier for `tier` of the tenant's broker (each expiring after
+    /// `delay` if given); the broker then routes them back to the work queue.
     async fn park(
         &self,
         queue: &QueueRef,
@@ -374,12 +374,22 @@ impl BatchHandler {
         tier: Duration,
         delay: Option<Duration>,
     ) -> Result<()> {
-        let exchange = self.ctx.broker.ensure_wait_tier(tier).await?;
-        outbox::republish_ids(&self.ctx, queue, &exchange, ids, delay).await
+        let endpoint = self
+            .ctx
+            .brokers
+            .for_tenant(&self.ctx.db, queue.tenant_id)
+            .await?;
+        let exchange = endpoint.broker.ensure_wait_tier(tier).await?;
+        outbox::republish_ids(&endpoint.broker, queue, &exchange, ids, delay).await
     }
 
     /// Puts messages straight back on the work queue, for a later invocation.
     async fn put_back(&self, queue: &QueueRef, ids: &[Uuid]) -> Result<()> {
-        outbox::republish_ids(&self.ctx, queue, "", ids, None).await
+        let endpoint = self
+            .ctx
+            .brokers
+            .for_tenant(&self.ctx.db, queue.tenant_id)
+            .await?;
+        outbox::republish_ids(&endpoint.broker, queue, "", ids, None).await
     }
 }

@@ -13,6 +13,8 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub status: TenantStatus,
+    /// The broker its queues live on (the broker registry, `GET /api/v1/brokers`).
+    pub broker_id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

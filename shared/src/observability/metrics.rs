@@ -283,7 +283,11 @@ pub fn record_process_gauges(ctx: &AppContext) {
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(status.size.saturating_sub(idle) as f64);
     metrics::gauge!(DB_POOL_MAX).set(status.max_size as f64);
-    metrics::gauge!(BROKER_CONNECTED).set(if ctx.broker.is_connected() { 1.0 } else { 0.0 });
+    metrics::gauge!(BROKER_CONNECTED).set(if ctx.brokers.home().broker.is_connected() {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// Samples the process gauges every few seconds (long-running processes).
@@ -310,15 +314,18 @@ pub fn tq(tenant: &crate::domain::TenantId, queue: &str) -> [(&'static str, Stri
 pub async fn record_queue_gauges(ctx: &AppContext) -> crate::Result<()> {
     let configs = crate::db::consumer_configs::list_all_of_active_tenants(&ctx.db).await?;
     let ages = crate::db::queue_stats::oldest_waiting_ages(&ctx.db).await?;
-    let depths = match ctx.config.rabbitmq_management_url.as_deref() {
-        Some(url) => crate::broker::stats::queue_depths(&ctx.http, url)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "RabbitMQ management API unreachable");
-                Vec::new()
-            }),
-        None => Vec::new(),
-    };
+    let mut depths = Vec::new();
+    for e in ctx.brokers.all(&ctx.db).await? {
+        let Some(url) = e.management_url.as_deref() else {
+            continue;
+        };
+        match crate::broker::stats::queue_depths(&ctx.http, url, &e.vhost, None).await {
+            Ok(d) => depths.extend(d),
+            Err(err) => {
+                tracing::debug!(broker = %e.id, error = %err, "RabbitMQ management API unreachable")
+            }
+        }
+    }
     for c in &configs {
         let key = (c.tenant_id, c.queue_name.clone());
         let labels = tq(&c.tenant_id, &c.queue_name);

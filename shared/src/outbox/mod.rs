@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     AppContext,
-    broker::{Outbound, QueueRef, headers, work_queue},
+    broker::{Broker, Outbound, QueueRef, headers, work_queue},
     domain::{TenantId, message::NewMessage},
     error::Result,
     observability::metrics as m,
@@ -60,22 +60,38 @@ pub async fn enqueue(ctx: &AppContext, tenant: TenantId, messages: &[&NewMessage
     }
 }
 
-/// Publishes the messages to their work queues, declaring each queue once; returns the ids the
-/// broker confirmed. Broker faults are logged, not returned.
+/// Publishes the messages to their work queues, each on its tenant's broker, declaring each
+/// queue once; returns the ids the broker confirmed. Broker faults are logged, not returned.
 pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
+    let mut by_tenant: BTreeMap<TenantId, Vec<&Envelope>> = BTreeMap::new();
+    for m in messages {
+        by_tenant.entry(m.queue.tenant_id).or_default().push(m);
+    }
+    let mut confirmed = Vec::with_capacity(messages.len());
+    for (tenant, envelopes) in by_tenant {
+        match ctx.brokers.for_tenant(&ctx.db, tenant).await {
+            Ok(endpoint) => confirmed.extend(publish_to(&endpoint.broker, &envelopes).await),
+            Err(e) => tracing::warn!(error = %e, %tenant, "cannot find the tenant's broker"),
+        }
+    }
+    confirmed
+}
+
+/// [`publish`] on one broker.
+async fn publish_to(broker: &Broker, messages: &[&Envelope<'_>]) -> Vec<Uuid> {
     let mut queues: Vec<&QueueRef> = messages.iter().map(|m| &m.queue).collect();
     queues.sort();
     queues.dedup();
     let mut declared = HashSet::new();
     for q in queues {
-        match ctx.broker.ensure_queue(q).await {
+        match broker.ensure_queue(q).await {
             Ok(()) => {
                 declared.insert(q);
             }
             Err(e) => tracing::warn!(error = %e, queue = %q.queue_name, "cannot declare queue"),
         }
     }
-    let publishable: Vec<&Envelope> = messages
+    let publishable: Vec<&&Envelope> = messages
         .iter()
         .filter(|m| declared.contains(&m.queue))
         .collect();
@@ -92,7 +108,7 @@ pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
             expiration_ms: None,
         })
         .collect();
-    let results = ctx.broker.publish_confirmed(&outbound).await;
+    let results = broker.publish_confirmed(&outbound).await;
     publishable
         .iter()
         .zip(results)
@@ -107,12 +123,13 @@ pub async fn publish(ctx: &AppContext, messages: &[Envelope<'_>]) -> Vec<Uuid> {
 }
 
 /// Puts id-only copies of the queue's messages, routed by its work queue's name, on
-/// `exchange`: a retry exchange (see `broker::topology`), or `""` for the work queue itself;
+/// `exchange` of `broker` (the tenant's, `Brokers::for_tenant`): a retry exchange (see
+/// `broker::topology`), or `""` for the work queue itself;
 /// each expiring after `expiration` if given. The consumer reads bodies from PostgreSQL, so
 /// the copy carries only the id. A broker fault is an error: the caller's batch must then be
 /// redelivered.
 pub async fn republish_ids(
-    ctx: &AppContext,
+    broker: &Broker,
     queue: &QueueRef,
     exchange: &str,
     ids: &[Uuid],
@@ -131,7 +148,7 @@ pub async fn republish_ids(
             expiration_ms: expiration.map(|d| d.as_millis() as u64),
         })
         .collect();
-    for r in ctx.broker.publish_confirmed(&outbound).await {
+    for r in broker.publish_confirmed(&outbound).await {
         r?;
     }
     Ok(())

@@ -53,11 +53,7 @@ async fn recover_lost(ctx: &AppContext) -> Result<RelayReport> {
             continue;
         };
         let queue = QueueRef::new(tenant, name);
-        let counted = tokio::time::timeout(
-            cfg.publish_timeout,
-            holds_nothing(ctx, &crate::broker::work_queue(&queue)),
-        )
-        .await;
+        let counted = tokio::time::timeout(cfg.publish_timeout, holds_nothing(ctx, &queue)).await;
         match counted {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => continue,
@@ -89,19 +85,20 @@ async fn recover_lost(ctx: &AppContext) -> Result<RelayReport> {
 /// management API is configured, none delivered and unacknowledged (as last sampled). Without
 /// the management API a message delivered but not yet claimed at the tail of an old backlog
 /// may get one extra copy, which the claim fences.
-async fn holds_nothing(ctx: &AppContext, work_queue: &str) -> anyhow::Result<bool> {
-    match ctx.broker.ready_count(work_queue).await? {
+async fn holds_nothing(ctx: &AppContext, queue: &QueueRef) -> anyhow::Result<bool> {
+    let endpoint = ctx.brokers.for_tenant(&ctx.db, queue.tenant_id).await?;
+    let work_queue = crate::broker::work_queue(queue);
+    match endpoint.broker.ready_count(&work_queue).await? {
         // No such queue: no copy either (publishing declares it again).
         None => return Ok(true),
         Some(0) => {}
         Some(_) => return Ok(false),
     }
-    let Some(url) = ctx.config.rabbitmq_management_url.as_deref() else {
+    let Some(url) = endpoint.management_url.as_deref() else {
         return Ok(true);
     };
-    // The vhost the connection is on, as the broker names it.
-    let vhost = ctx.broker.connection().await?.status().vhost().to_string();
-    Ok(crate::broker::stats::unacked(&ctx.http, url, &vhost, work_queue).await? == 0)
+    let vhost = &endpoint.vhost;
+    Ok(crate::broker::stats::unacked(&ctx.http, url, vhost, &work_queue).await? == 0)
 }
 
 /// Publishes the taken messages (bounded by `RELAY_PUBLISH_TIMEOUT`) and records the outcome.

@@ -109,7 +109,7 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
     let (figures, applied, depths, capacities, mappings, unmapped) = tokio::join!(
         db::queue_stats::figures(&ctx.db, tenant, RECENT_WINDOW_SECS),
         db::consumer_runtime::list(&ctx.db, tenant),
-        broker_depths(ctx),
+        broker_depths(ctx, tenant),
         db::control_state::list(&ctx.db, tenant),
         db::control_state::list_mappings(&ctx.db, tenant),
         db::unmapped::list(&ctx.db, tenant),
@@ -168,23 +168,40 @@ pub async fn status(ctx: &AppContext, tenant: Option<TenantId>) -> Result<Vec<Qu
         .collect())
 }
 
-async fn broker_depths(ctx: &AppContext) -> Option<HashMap<(TenantId, String), (u64, u64)>> {
-    let url = ctx.config.rabbitmq_management_url.as_deref()?;
-    match stats::queue_depths(&ctx.http, url).await {
-        Ok(depths) => Some(
-            depths
-                .into_iter()
-                .map(|d| {
-                    (
-                        (d.queue.tenant_id, d.queue.queue_name.to_string()),
-                        (d.ready, d.unacked),
-                    )
-                })
-                .collect(),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "RabbitMQ management API unreachable; queue depths omitted");
-            None
+/// Depths of the tenant's work queues on its broker, or of every tenant's on every broker
+/// (admin); `None` when a management API does not answer.
+async fn broker_depths(
+    ctx: &AppContext,
+    tenant: Option<TenantId>,
+) -> Option<HashMap<(TenantId, String), (u64, u64)>> {
+    let endpoints = match tenant {
+        Some(t) => ctx.brokers.for_tenant(&ctx.db, t).await.map(|e| vec![e]),
+        None => ctx.brokers.all(&ctx.db).await,
+    };
+    let endpoints = endpoints
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot read the broker registry"))
+        .ok()?;
+    let mut out = HashMap::new();
+    for e in endpoints {
+        let Some(url) = e.management_url.as_deref() else {
+            continue;
+        };
+        match stats::queue_depths(&ctx.http, url, &e.vhost, tenant).await {
+            Ok(depths) => out.extend(depths.into_iter().map(|d| {
+                (
+                    (d.queue.tenant_id, d.queue.queue_name.to_string()),
+                    (d.ready, d.unacked),
+                )
+            })),
+            Err(err) if tenant.is_some() => {
+                tracing::warn!(broker = %e.id, error = %err,
+                    "RabbitMQ management API unreachable; queue depths omitted");
+                return None;
+            }
+            // The admin view: one broker not answering omits only its queues' depths.
+            Err(err) => tracing::warn!(broker = %e.id, error = %err,
+                "RabbitMQ management API unreachable; its queue depths omitted"),
         }
     }
+    Some(out)
 }

@@ -184,25 +184,25 @@ pub async fn admit_publish(
     Ok(())
 }
 
-/// Refuses a new queue beyond the tenant's `max_queues` (409 `queue_limit_reached`). A queue
-/// that already exists always passes.
+/// Refuses a new queue beyond the tenant's `max_queues` (409 `queue_limit_reached`) or its
+/// broker's (409 `broker_budget_exceeded`). A queue that already exists always passes.
 pub async fn check_new_queue(
     client: &impl deadpool_postgres::GenericClient,
     tenant: TenantId,
     queue: &str,
     limits: &EffectiveLimits,
 ) -> Result<()> {
-    if limits.max_queues == 0 {
+    let (count, exists) = db::limits::queue_count(client, tenant, queue).await?;
+    if exists {
         return Ok(());
     }
-    let (count, exists) = db::limits::queue_count(client, tenant, queue).await?;
-    if !exists && count >= limits.max_queues as u64 {
+    if limits.max_queues != 0 && count >= limits.max_queues as u64 {
         return Err(Error::conflict(
             Code::QueueLimitReached,
             format!("the tenant has {count} queues, its limit (max_queues); an admin can raise it"),
         ));
     }
-    Ok(())
+    db::brokers::check_queue_budget(client, tenant).await
 }
 
 /// The tenant's limits and usage, as its view shows them.

@@ -10,10 +10,14 @@ use crate::{
 /// Every new tenant gets this queue with the default consumer configuration.
 pub const DEFAULT_QUEUE: &str = "default";
 
-pub async fn create(ctx: &AppContext, name: &TenantName) -> Result<Tenant> {
+/// Creates a tenant with its default queue, on `broker` if an admin names one, else on the
+/// accepting broker with the most room (`db::brokers::assign`).
+pub async fn create(ctx: &AppContext, name: &TenantName, broker: Option<&str>) -> Result<Tenant> {
     let mut client = ctx.db.get().await?;
     let tx = client.transaction().await?;
-    let tenant = db::tenants::insert(&tx, TenantId::generate(), name).await?;
+    // The default queue is the tenant's first, so its broker needs room for one.
+    let broker_id = db::brokers::assign(&tx, broker, 1).await?;
+    let tenant = db::tenants::insert(&tx, TenantId::generate(), name, &broker_id).await?;
     let queue = QueueName::parse(DEFAULT_QUEUE)?;
     db::consumer_configs::ensure_default(&tx, tenant.id, &queue, &ctx.config.consumer).await?;
     tx.commit().await?;

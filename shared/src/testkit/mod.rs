@@ -225,7 +225,7 @@ pub async fn consumer_context() -> AppContext {
 /// A new tenant with a unique name.
 pub async fn tenant(ctx: &AppContext) -> TenantId {
     let name = TenantName::parse(&unique("tenant")).unwrap();
-    crate::services::tenants::create(ctx, &name)
+    crate::services::tenants::create(ctx, &name, None)
         .await
         .unwrap()
         .id

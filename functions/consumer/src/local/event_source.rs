@@ -93,6 +93,8 @@ impl GateKey {
 
 struct Running {
     desired: Desired,
+    /// The tenant's broker (its id in the registry) and the seat on one of its connections.
+    broker: String,
     seat: Seat,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
@@ -104,24 +106,20 @@ pub struct EventSource {
     opts: Options,
     running: HashMap<QueueRef, Running>,
     gates: HashMap<GateKey, Arc<Gate>>,
-    connections: Connections,
+    /// Per broker of the registry, the connections its tenants' queues are consumed on.
+    connections: HashMap<String, Connections>,
     stats: Arc<Stats>,
 }
 
 impl EventSource {
     pub fn new(ctx: AppContext, dispatcher: Dispatcher, opts: Options) -> Self {
-        let connections = Connections::new(
-            &ctx.config.rabbitmq_url,
-            "local-event-source",
-            opts.channels_per_connection,
-        );
         Self {
             ctx,
             dispatcher,
             opts,
             running: HashMap::new(),
             gates: HashMap::new(),
-            connections,
+            connections: HashMap::new(),
             stats: Arc::default(),
         }
     }
@@ -146,7 +144,11 @@ impl EventSource {
         }
         tracing::info!(
             queues = self.running.len(),
-            connections = self.connections.in_use(),
+            connections = self
+                .connections
+                .values()
+                .map(Connections::in_use)
+                .sum::<usize>(),
             "event source stopping; finishing batches in flight"
         );
         // Every queue stops taking deliveries at once; then the batches in flight finish
@@ -158,10 +160,12 @@ impl EventSource {
         }
         for (q, r) in running {
             let _ = r.handle.await;
-            self.connections.release(r.seat).await;
+            self.release(&r.broker, r.seat).await;
             self.record_applied(&q, 0, false).await;
         }
-        self.connections.close().await;
+        for c in self.connections.values_mut() {
+            c.close().await;
+        }
     }
 
     async fn reconcile(&mut self) -> shared::Result<()> {
@@ -240,10 +244,33 @@ impl EventSource {
     async fn start(&mut self, queue: QueueRef, desired: Desired) {
         tracing::info!(tenant_id = %queue.tenant_id, queue = %queue.queue_name, workers = desired.workers,
             tier = ?desired.gate.tier(), "consuming queue");
+        // The tenant's broker; until it is known the queue waits for the next pass.
+        let endpoint = match self
+            .ctx
+            .brokers
+            .for_tenant(&self.ctx.db, queue.tenant_id)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(tenant_id = %queue.tenant_id, error = %e, "cannot find the tenant's broker");
+                return;
+            }
+        };
+        let per_connection = self.opts.channels_per_connection;
+        let (seat, broker) = self
+            .connections
+            .entry(endpoint.id.clone())
+            .or_insert_with(|| {
+                Connections::new(
+                    &endpoint.amqp_url,
+                    &format!("local-event-source@{}", endpoint.id),
+                    per_connection,
+                )
+            })
+            .take();
         let (stop, stop_rx) = watch::channel(false);
-        let (seat, broker) = self.connections.take();
         let mapping = Mapping {
-            ctx: self.ctx.clone(),
             broker,
             dispatcher: self.dispatcher.clone(),
             opts: self.opts.clone(),
@@ -266,6 +293,7 @@ impl EventSource {
             queue,
             Running {
                 desired,
+                broker: endpoint.id.clone(),
                 seat,
                 stop,
                 handle,
@@ -290,11 +318,18 @@ impl EventSource {
         }
     }
 
+    /// Gives a stopped mapping's seat back to its broker's connections.
+    async fn release(&mut self, broker: &str, seat: Seat) {
+        if let Some(c) = self.connections.get_mut(broker) {
+            c.release(seat).await;
+        }
+    }
+
     async fn stop(&mut self, queue: &QueueRef) {
         if let Some(r) = self.running.remove(queue) {
             let _ = r.stop.send(true);
             let _ = r.handle.await;
-            self.connections.release(r.seat).await;
+            self.release(&r.broker, r.seat).await;
             self.record_applied(queue, 0, false).await;
         }
     }

@@ -18,10 +18,7 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
-use shared::{
-    AppContext,
-    broker::{Broker, QueueRef},
-};
+use shared::broker::{Broker, QueueRef};
 use tokio::sync::watch;
 
 use super::{
@@ -33,7 +30,6 @@ use super::{
 };
 
 pub(super) struct Mapping {
-    pub ctx: AppContext,
     /// The connection its channel is on (`super::connections`), not the process's own.
     pub broker: Arc<Broker>,
     pub dispatcher: Dispatcher,
@@ -45,7 +41,7 @@ pub(super) struct Mapping {
 
 impl Mapping {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        self.ctx.broker.ensure_queue(&self.queue).await?;
+        self.broker.ensure_queue(&self.queue).await?;
         let vhost = self.broker.connection().await?.status().vhost().to_string();
         let channel = self.broker.channel().await?;
         // Room for the batch being handled plus the next one, so batches flow back to back.
