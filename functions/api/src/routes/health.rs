@@ -46,7 +46,7 @@ async fn health(State(s): State<ApiState>) -> (StatusCode, Json<Health>) {
         let client = s.ctx.db.get().await.ok()?;
         client.simple_query("SELECT 1").await.ok().map(|_| ())
     };
-    let broker = s.ctx.broker.ping();
+    let broker = s.ctx.brokers.home().broker.ping();
     let (db, broker) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, db),
         tokio::time::timeout(CHECK_TIMEOUT, broker)

@@ -1,5 +1,6 @@
 //! One module per resource; each handler is thin and calls the domain layer in `shared`.
 
+mod brokers;
 mod consumers;
 mod dead_letters;
 mod health;
@@ -29,7 +30,8 @@ pub(crate) fn documented() -> OpenApiRouter<ApiState> {
         .merge(tenants::routes())
         .merge(messages::routes())
         .merge(dead_letters::routes())
-        .merge(consumers::routes());
+        .merge(consumers::routes())
+        .merge(brokers::routes());
     OpenApiRouter::new()
         .nest("/api/v1", api)
         .merge(health::routes())

@@ -47,19 +47,22 @@ pub(crate) struct TenantView {
 pub(crate) struct CreateTenant {
     #[schema(value_type = TenantName)]
     name: String,
+    /// The broker to put it on (`GET /brokers`); absent: the accepting broker with the most
+    /// room for queues.
+    broker: Option<String>,
 }
 
 /// Create a tenant.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, description = "The new tenant", body = Tenant),
-        (status = 409, description = "A tenant of that name exists")))]
+        (status = 409, description = "A tenant of that name exists, or no broker has room")))]
 async fn create(
     State(s): State<ApiState>,
     _: AdminScope,
     JsonBody(req): JsonBody<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let name = TenantName::parse(&req.name)?;
-    let tenant = tenants::create(&s.ctx, &name).await?;
+    let tenant = tenants::create(&s.ctx, &name, req.broker.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 

@@ -1,0 +1,86 @@
+//! The broker registry (admin): which brokers tenants are put on.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use shared::services::brokers::{self, BrokerRequest, BrokerView};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{
+    error::ApiResult,
+    extract::{JsonBody, PathParams},
+    route,
+    scope::AdminScope,
+    state::ApiState,
+};
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(route!(list))
+        .routes(route!(register))
+        .routes(route!(show))
+        .routes(route!(update))
+}
+
+/// The `{broker_id}` path parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct BrokerPath {
+    /// The broker's id in the registry (`default`: the deployment's own).
+    broker_id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterBroker {
+    /// 1 to 32 lowercase letters, digits or `-`.
+    id: String,
+    #[serde(flatten)]
+    settings: BrokerRequest,
+}
+
+/// List the registered brokers with the tenants and tenant queues on each.
+#[utoipa::path(get, path = "/brokers", tag = "brokers",
+    responses((status = 200, description = "Every registered broker", body = Vec<BrokerView>)))]
+async fn list(State(s): State<ApiState>, _: AdminScope) -> ApiResult<Json<Vec<BrokerView>>> {
+    Ok(Json(brokers::list(&s.ctx).await?))
+}
+
+/// Register a broker. New tenants are assigned to the accepting broker with the most room for
+/// queues, or to the one `POST /tenants` names; a tenant stays on its broker for good.
+#[utoipa::path(post, path = "/brokers", tag = "brokers", request_body = RegisterBroker,
+    responses((status = 201, description = "The registered broker", body = BrokerView),
+        (status = 409, description = "A broker with this id exists")))]
+async fn register(
+    State(s): State<ApiState>,
+    _: AdminScope,
+    JsonBody(req): JsonBody<RegisterBroker>,
+) -> ApiResult<(StatusCode, Json<BrokerView>)> {
+    let view = brokers::register(&s.ctx, &req.id, &req.settings).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Get a broker, with whether it answers this API instance now.
+#[utoipa::path(get, path = "/brokers/{broker_id}", tag = "brokers", params(BrokerPath),
+    responses((status = 200, description = "The broker", body = BrokerView)))]
+async fn show(
+    State(s): State<ApiState>,
+    _: AdminScope,
+    PathParams(p): PathParams<BrokerPath>,
+) -> ApiResult<Json<BrokerView>> {
+    Ok(Json(brokers::view(&s.ctx, &p.broker_id, true).await?))
+}
+
+/// Replace a broker's settings (absent fields take their defaults). `default` takes only
+/// `max_queues` and `accepting`; its URLs come from the deployment's configuration.
+#[utoipa::path(put, path = "/brokers/{broker_id}", tag = "brokers", params(BrokerPath),
+    request_body = BrokerRequest,
+    responses((status = 200, description = "The broker now", body = BrokerView)))]
+async fn update(
+    State(s): State<ApiState>,
+    _: AdminScope,
+    PathParams(p): PathParams<BrokerPath>,
+    JsonBody(req): JsonBody<BrokerRequest>,
+) -> ApiResult<Json<BrokerView>> {
+    Ok(Json(brokers::update(&s.ctx, &p.broker_id, &req).await?))
+}
