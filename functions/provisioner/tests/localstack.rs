@@ -146,10 +146,13 @@ async fn configure(p: &Provisioner, tenant: TenantId, queue: &str, workers: i64)
 #[tokio::test]
 async fn a_pooled_tenant_has_no_function_and_a_dedicated_one_reserves_its_effective_capacity() {
     let p = provisioner().await;
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("prov")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("prov")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let id = tenant.id;
     let function = p.function_name(id);
 
@@ -243,10 +246,13 @@ async fn a_capacity_over_the_budget_reaches_no_aws_api() {
     config.control.account_concurrency = Some(150);
     let own = config.clone();
     let p = provisioner_on(config).await;
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("budget")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("budget")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let id = tenant.id;
     let refused = shared::services::tenants::set_capacity(&p.ctx, id, Some(51))
         .await
@@ -335,10 +341,13 @@ async fn a_failing_job_reaches_the_dlq_without_blocking_the_others() {
         .queue_url
         .unwrap();
 
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("dlq")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("dlq")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let good = serde_json::to_string(&Job::ScaleTenant {
         tenant_id: tenant.id,
     })
@@ -510,10 +519,13 @@ async fn a_rollout_brings_tenant_functions_to_the_template_and_a_second_changes_
     p.ctx.config = std::sync::Arc::new(config.clone());
     let mut tenants = Vec::new();
     for _ in 0..2 {
-        let t =
-            shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("roll")).unwrap())
-                .await
-                .unwrap();
+        let t = shared::services::tenants::create(
+            &p.ctx,
+            &TenantName::parse(&unique("roll")).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
         // Dedicated: only a tenant with a capacity has a function of its own to roll out to.
         shared::services::tenants::set_capacity(&p.ctx, t.id, Some(1))
             .await
@@ -627,11 +639,15 @@ async fn a_failed_mapping_shows_as_failed_and_the_reconcile_applies_it_again() {
         Some("arn:aws:secretsmanager:us-east-1:000000000000:secret:msgsvc-mq".into());
     let mut ctx = base.ctx.clone();
     ctx.config = std::sync::Arc::new(config.clone());
+    ctx.brokers = std::sync::Arc::new(shared::broker::Brokers::new(&config, "provisioner-test"));
     let p = Provisioner::new(ctx, lambda.clone());
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("map")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("map")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let id = tenant.id;
 
     let err = p
@@ -676,6 +692,7 @@ async fn a_failed_mapping_shows_as_failed_and_the_reconcile_applies_it_again() {
     // The cause removed: the same deployment without a broker.
     config.control.mq_broker_arn = None;
     let mut ctx = p.ctx.clone();
+    ctx.brokers = std::sync::Arc::new(shared::broker::Brokers::new(&config, "provisioner-test"));
     ctx.config = std::sync::Arc::new(config);
     let fixed = Provisioner::new(ctx, lambda);
     let report = fixed.reconcile_pass().await.expect("reconcile");
@@ -696,6 +713,65 @@ async fn a_failed_mapping_shows_as_failed_and_the_reconcile_applies_it_again() {
     );
 }
 
+/// A tenant on a broker of the registry is mapped with that broker's ARN, not the deployment's:
+/// here the deployment has none (the local broker) and the registered broker has one, so the
+/// registered broker's tenant gets a CreateEventSourceMapping (which LocalStack fails, see
+/// above: `failed` with its answer) and the home broker's tenant gets none (`unsupported`).
+#[tokio::test]
+async fn a_tenant_on_a_registered_broker_is_mapped_with_that_brokers_arn() {
+    let p = provisioner().await;
+    let broker = format!("b{}", &unique("x")[2..12]);
+    let arn = format!(
+        "arn:aws:mq:us-east-1:000000000000:broker:{broker}:b-{}",
+        uuid::Uuid::new_v4()
+    );
+    let req = shared::services::brokers::BrokerRequest {
+        amqp_url: Some("amqp://127.0.0.1:5672/%2f".into()),
+        mq_broker_arn: Some(arn.clone()),
+        mq_secret_arn: Some("arn:aws:secretsmanager:us-east-1:000000000000:secret:other-mq".into()),
+        // Placed on explicitly only: the shared test database's other tenants stay home.
+        accepting: Some(false),
+        ..Default::default()
+    };
+    shared::services::brokers::register(&p.ctx, &broker, &req)
+        .await
+        .unwrap();
+    let name = |n: &str| TenantName::parse(&unique(n)).unwrap();
+    let away = shared::services::tenants::create(&p.ctx, &name("away"), Some(&broker))
+        .await
+        .unwrap();
+    let home = shared::services::tenants::create(&p.ctx, &name("home"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        home.broker_id, "default",
+        "a broker not accepting gets no one unasked"
+    );
+    let endpoint = p.ctx.brokers.for_tenant(&p.ctx.db, away.id).await.unwrap();
+    assert_eq!(endpoint.mq_broker_arn.as_deref(), Some(arn.as_str()));
+
+    let err = p
+        .run(&Job::OnboardTenant { tenant_id: away.id })
+        .await
+        .expect_err("LocalStack cannot create an Amazon MQ mapping");
+    p.run(&Job::OnboardTenant { tenant_id: home.id })
+        .await
+        .expect("no broker ARN at home: nothing to create");
+    let state = |t| {
+        let ctx = p.ctx.clone();
+        async move {
+            let status = shared::services::consumers::status(&ctx, Some(t))
+                .await
+                .unwrap();
+            status[0].mapping.clone().expect("mapping recorded")
+        }
+    };
+    let (away_m, home_m) = (state(away.id).await, state(home.id).await);
+    assert_eq!(away_m.state, "failed", "{err:#}");
+    assert!(away_m.error.unwrap().contains("EventSourceMapping"));
+    assert_eq!(home_m.state, "unsupported", "{home_m:?}");
+}
+
 /// A deactivated tenant stays without a function: jobs queued before its deactivation
 /// (OnboardTenant, ApplyConsumer, ScaleTenant) that run after it and its DeleteTenant create
 /// nothing. (A tenant whose function LocalStack created cannot be used here: LocalStack
@@ -704,10 +780,13 @@ async fn a_failed_mapping_shows_as_failed_and_the_reconcile_applies_it_again() {
 #[tokio::test]
 async fn old_jobs_after_a_deletion_create_nothing() {
     let p = provisioner().await;
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("gone")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("gone")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let id = tenant.id;
     shared::services::tenants::deactivate(&p.ctx, id)
         .await
@@ -753,10 +832,13 @@ async fn old_jobs_after_a_deletion_create_nothing() {
 #[tokio::test]
 async fn a_deactivation_waits_for_a_create_in_flight_and_stops_later_ones() {
     let p = provisioner().await;
-    let tenant =
-        shared::services::tenants::create(&p.ctx, &TenantName::parse(&unique("race")).unwrap())
-            .await
-            .unwrap();
+    let tenant = shared::services::tenants::create(
+        &p.ctx,
+        &TenantName::parse(&unique("race")).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let id = tenant.id;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let ctx = p.ctx.clone();

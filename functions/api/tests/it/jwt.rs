@@ -115,7 +115,7 @@ async fn status_with(app: &TestApp, tenant: &str, token: &str) -> StatusCode {
 /// Creates a tenant through the database layer (the admin HS256 token is refused here).
 async fn tenant(app: &TestApp) -> String {
     let name = shared::domain::TenantName::parse(&shared::testkit::unique("jwt")).unwrap();
-    shared::services::tenants::create(&app.ctx, &name)
+    shared::services::tenants::create(&app.ctx, &name, None)
         .await
         .unwrap()
         .id

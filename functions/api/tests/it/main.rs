@@ -3,6 +3,7 @@
 
 mod apigw_events;
 mod auth;
+mod brokers;
 mod capacity;
 mod consumers;
 mod faults;

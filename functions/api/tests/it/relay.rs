@@ -241,6 +241,8 @@ async fn ready(app: &TestApp, tenant: &str, queue: &str) -> u32 {
     );
     let name = shared::broker::work_queue(&q);
     app.ctx
+        .brokers
+        .home()
         .broker
         .ready_count(&name)
         .await

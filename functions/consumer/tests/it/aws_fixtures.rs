@@ -33,7 +33,7 @@ const CAPTURE: &str = include_str!("../fixtures/aws-rmq-capture-null-fields.json
 const DOCS_SAMPLE: &str = include_str!("../fixtures/aws-rmq-event.json");
 
 /// The consumer binary in Lambda mode, its stdout (JSON logs and EMF documents) collected.
-struct Function {
+pub(crate) struct Function {
     rt: RuntimeApi,
     stdout: Arc<Mutex<Vec<String>>>,
     _child: Child,
@@ -41,9 +41,15 @@ struct Function {
 
 impl Function {
     async fn start(ctx: &AppContext) -> Self {
+        Self::start_with(ctx, &[]).await
+    }
+
+    /// [`Function::start`] with more environment variables.
+    pub(crate) async fn start_with(ctx: &AppContext, env: &[(&str, &str)]) -> Self {
         let rt = RuntimeApi::start().await;
         let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
             .envs(rt.lambda_env("msgsvc-consumer", Duration::from_secs(60)))
+            .envs(env.iter().copied())
             // The database is migrated by the testkit; the consumer in Lambda mode never does.
             .env("DATABASE_URL", &ctx.config.database_url)
             .env("RABBITMQ_URL", &ctx.config.rabbitmq_url)
@@ -68,7 +74,7 @@ impl Function {
     }
 
     /// Invokes the function; panics unless it answered with a response (not an error).
-    async fn invoke(&self, event: Value) -> Value {
+    pub(crate) async fn invoke(&self, event: Value) -> Value {
         match self.rt.invoke(event).await {
             Invocation::Response(r) => r,
             other => panic!(
@@ -154,7 +160,7 @@ async fn a_message_published_without_priority_is_processed() {
     let t = tenant(&ctx).await;
     let queue = queue_of(t, "nopriority");
     let id = publish(&ctx, t, "nopriority", json!({"n": 1})).await;
-    let channel = ctx.broker.channel().await.unwrap();
+    let channel = ctx.brokers.home().broker.channel().await.unwrap();
     let mut delivery = None;
     for _ in 0..50 {
         delivery = channel

@@ -84,7 +84,7 @@ fn far() -> Instant {
 
 /// Takes everything waiting on the tenant queue's work queue off it; the message ids.
 async fn drain_work_queue(ctx: &AppContext, queue: &QueueRef) -> Vec<String> {
-    let channel = ctx.broker.channel().await.unwrap();
+    let channel = ctx.brokers.home().broker.channel().await.unwrap();
     let mut ids = Vec::new();
     while let Some(m) = channel
         .basic_get(

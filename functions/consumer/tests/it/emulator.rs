@@ -187,13 +187,13 @@ async fn queue(ctx: &AppContext, name: &str) -> (TenantId, QueueRef) {
     let t = tenant(ctx).await;
     configure(ctx, t, name, 1, 0, 100, None).await;
     let q = QueueRef::new(t, QueueName::parse(name).unwrap());
-    ctx.broker.ensure_queue(&q).await.unwrap();
+    ctx.brokers.home().broker.ensure_queue(&q).await.unwrap();
     (t, q)
 }
 
 /// Publishes straight to the work queue, confirmed, as any RabbitMQ client would.
 async fn publish_raw(ctx: &AppContext, q: &QueueRef, messages: Vec<(Vec<u8>, BasicProperties)>) {
-    let ch = ctx.broker.channel().await.unwrap();
+    let ch = ctx.brokers.home().broker.channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -224,7 +224,7 @@ async fn queue_with_capture(ctx: &AppContext, name: &str) -> (TenantId, QueueRef
     let q = QueueRef::new(t, QueueName::parse(name).unwrap());
     let work = work_queue(&q);
     let capture = format!("{work}.captured");
-    let ch = ctx.broker.channel().await.unwrap();
+    let ch = ctx.brokers.home().broker.channel().await.unwrap();
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -242,14 +242,14 @@ async fn queue_with_capture(ctx: &AppContext, name: &str) -> (TenantId, QueueRef
         .unwrap();
     let _ = ch.close(200, "declared".into()).await;
     configure(ctx, t, name, 1, 0, 100, None).await;
-    ctx.broker.ensure_queue(&q).await.unwrap();
+    ctx.brokers.home().broker.ensure_queue(&q).await.unwrap();
     (t, q, capture)
 }
 
 /// Whether anything reaches the capture queue within a second (dead-lettering is
 /// asynchronous).
 async fn dead_lettered(ctx: &AppContext, capture: &str) -> bool {
-    let ch = ctx.broker.channel().await.unwrap();
+    let ch = ctx.brokers.home().broker.channel().await.unwrap();
     for _ in 0..10 {
         let got = ch
             .basic_get(capture.into(), BasicGetOptions { no_ack: true })
@@ -264,7 +264,7 @@ async fn dead_lettered(ctx: &AppContext, capture: &str) -> bool {
 }
 
 async fn depth(ctx: &AppContext, q: &QueueRef) -> u32 {
-    let ch = ctx.broker.channel().await.unwrap();
+    let ch = ctx.brokers.home().broker.channel().await.unwrap();
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -486,7 +486,7 @@ async fn an_event_never_exceeds_the_payload_limit_and_a_record_too_large_alone_i
     assert_eq!(dropped, 1, "the dropped record is counted");
     assert_eq!(depth(&ctx, &q).await, 0, "and acknowledged, not requeued");
     assert!(!dead_lettered(&ctx, &capture).await, "nor rejected");
-    let ch = ctx.broker.channel().await.unwrap();
+    let ch = ctx.brokers.home().broker.channel().await.unwrap();
     let _ = ch
         .queue_delete(capture.as_str().into(), Default::default())
         .await;

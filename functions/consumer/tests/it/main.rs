@@ -2,6 +2,7 @@
 //! tenants, and its event source consumes only those tenants' queues.
 
 mod aws_fixtures;
+mod brokers;
 mod deadline;
 mod emulator;
 mod events;
