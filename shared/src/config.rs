@@ -393,6 +393,53 @@ impl Config {
         Self::from_lookup(|k| env::var(k).ok())
     }
 
+    /// A binary's configuration: the environment over the configuration file named by
+    /// `config_arg` (`--config`, see `config_file::take_config_arg`) or `CONFIG_FILE`, if any.
+    pub fn load(config_arg: Option<String>) -> Result<Self, ConfigError> {
+        let path = config_arg.or_else(|| {
+            env::var(crate::config_file::CONFIG_FILE_VAR)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+        });
+        match path {
+            None => Self::from_env(),
+            Some(path) => {
+                let file = crate::config_file::ConfigFile::load(&path)?;
+                Self::from_lookup_and_file(|k| env::var(k).ok(), &file)
+            }
+        }
+    }
+
+    /// `lookup` (the environment) over `file`: a variable that is set wins. A key of the file
+    /// that names no variable the service reads is refused, so a typo does not pass silently.
+    pub fn from_lookup_and_file(
+        lookup: impl Fn(&str) -> Option<String>,
+        file: &crate::config_file::ConfigFile,
+    ) -> Result<Self, ConfigError> {
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let config = Self::from_lookup(|k| {
+            asked.borrow_mut().insert(k.to_string());
+            lookup(k).or_else(|| file.get(k))
+        })?;
+        // The names read on the defaults' path too: a variable read only while another is unset
+        // (DATABASE_HOST without DATABASE_URL) is a known key all the same.
+        let _ = Self::from_lookup(|k| {
+            asked.borrow_mut().insert(k.to_string());
+            None
+        });
+        let asked = asked.into_inner();
+        if let Some((var, key)) = file.keys().find(|(var, _)| !asked.contains(*var)) {
+            return Err(ConfigError {
+                var: crate::config_file::CONFIG_FILE_VAR,
+                value: file.path.clone(),
+                reason: format!(
+                    "unknown key `{key}`: it would set {var}, which the service does not read"
+                ),
+            });
+        }
+        Ok(config)
+    }
+
     /// Reads configuration through `lookup`, so tests can supply variables without touching the
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -612,7 +659,10 @@ impl Config {
                 Some(s) => Some(s),
             },
             database_tls,
-            rabbitmq_url: v.string("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            rabbitmq_url: match v.get("RABBITMQ_URL") {
+                Some(url) => url,
+                None => rabbitmq_url_from_parts(&v)?,
+            },
             rabbitmq_management_url: Some(v.string(
                 "RABBITMQ_MANAGEMENT_URL",
                 "http://guest:guest@127.0.0.1:15672",
@@ -743,6 +793,25 @@ impl std::fmt::Debug for Config {
             .field("control", &self.control)
             .finish_non_exhaustive()
     }
+}
+
+/// `RABBITMQ_URL` from `RABBITMQ_HOST`, `_PORT`, `_USER`, `_PASSWORD` and `_VHOST` (the
+/// configuration file's `rabbitmq` section), defaulting to the local broker.
+fn rabbitmq_url_from_parts(v: &Vars<'_>) -> Result<String, ConfigError> {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let host = v.string("RABBITMQ_HOST", "127.0.0.1");
+    let port: u16 = v.parse("RABBITMQ_PORT", 5672)?;
+    let user = v.string("RABBITMQ_USER", "guest");
+    let password = v.string("RABBITMQ_PASSWORD", "guest");
+    let vhost = v.string("RABBITMQ_VHOST", "/");
+    Ok(format!(
+        "amqp://{}:{}@{host}:{port}/{}",
+        enc(&user),
+        enc(&password),
+        enc(&vhost)
+    ))
 }
 
 /// The URL with its password replaced.

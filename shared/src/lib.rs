@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod config_file;
 pub mod context;
 pub mod control_plane;
 pub mod db;

@@ -1,13 +1,16 @@
 //! The API function. Inside Lambda the runtime drives the Router; outside, a plain HTTP server
 //! serves it on `SERVER_HOST:SERVER_PORT` (see `server`). `api migrate` and `api token` are
-//! subcommands for local use (see `cli`).
+//! subcommands for local use (see `cli`); `--config <file>` (or `CONFIG_FILE`) adds a
+//! configuration file under the environment (see `shared::config_file`).
 
-use shared::{Config, config::DEV_JWT_SECRET, observability::telemetry};
+use shared::{
+    Config, config::DEV_JWT_SECRET, config_file::take_config_arg, observability::telemetry,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let config = Config::load(take_config_arg(&mut args))?;
     if let Some(done) = api::cli::run(&config, &args).await {
         return done;
     }

@@ -8,7 +8,9 @@ use shared::{Config, delivery::Builtin, observability::telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    // `--config <file>` or `CONFIG_FILE`: a configuration file under the environment.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let config = Config::load(shared::config_file::take_config_arg(&mut args))?;
     telemetry::init(&config);
     // Deployers with their own business logic swap in their `Processor` here.
     let processor = Arc::new(Builtin::new(&config.webhook)?);

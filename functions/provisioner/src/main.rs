@@ -8,7 +8,9 @@ use shared::{Config, observability::telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    // `--config <file>` or `CONFIG_FILE`: a configuration file under the environment.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let config = Config::load(shared::config_file::take_config_arg(&mut args))?;
     telemetry::init(&config);
     if shared::running_in_lambda() {
         provisioner::lambda::run(config).await
