@@ -5,6 +5,7 @@ mod apigw_events;
 mod auth;
 mod brokers;
 mod capacity;
+mod config_file;
 mod consumers;
 mod faults;
 mod helpers;
