@@ -31,7 +31,8 @@ SERVER_PORT=$api_port ${CARGO_TARGET_DIR:-target}/debug/api & pids+=($!)
 CONSUMER_METRICS_PORT=$consumer_port ${CARGO_TARGET_DIR:-target}/debug/consumer & pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api_port/health" >/dev/null && break; sleep 0.2; done
 
-# Traffic: a tenant, a burst of messages, and a queue whose endpoint fails (dead letters).
+# Traffic: a tenant, a burst of messages, a queue whose endpoint fails (dead letters), and
+# replays of those.
 token=$(${CARGO_TARGET_DIR:-target}/debug/api token --admin)
 api="http://127.0.0.1:$api_port/api/v1"
 tenant=$(curl -sf -X POST "$api/tenants" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
@@ -44,6 +45,9 @@ traffic() {
     curl -sf -X POST "$api/tenants/$tenant/messages/batch" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$body" >/dev/null
     curl -sf -X POST "$api/tenants/$tenant/messages" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
       -d '{"queue_name": "failing", "message_body": "x"}' >/dev/null
+    # Dead letters of the earlier rounds delivered again (the replay panel).
+    curl -sf -X POST "$api/tenants/$tenant/messages/replay" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+      -d '{"queue_name": "failing", "from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "limit": 10}' >/dev/null
     sleep 1
   done
 }

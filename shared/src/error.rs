@@ -78,6 +78,7 @@ error_codes! {
     InvalidRetryAttempts = "invalid_retry_attempts", 400, "retry_attempts out of range";
     InvalidRetryDelay = "invalid_retry_delay", 400, "retry_delay_ms out of range";
     InvalidEndpointUrl = "invalid_endpoint_url", 400, "endpoint_url is not an absolute http(s) URL";
+    InvalidReplay = "invalid_replay", 400, "a replay names neither ids nor a queue's time range, both, too many ids, an empty range, or a limit out of range";
     InvalidBroker = "invalid_broker", 400, "a broker's id, URL or settings break their rules (no credentials in URLs), or no such broker is registered";
     Unauthorized = "unauthorized", 401, "no bearer token, or it is malformed, expired or badly signed";
     Forbidden = "forbidden", 403, "the token's role or tenant does not reach this route";

@@ -14,6 +14,7 @@ pub mod group_commit;
 pub mod limits;
 pub mod messages;
 pub mod queue_stats;
+pub mod replay;
 pub mod retention;
 pub mod rollouts;
 pub mod statistics;

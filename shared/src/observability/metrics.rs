@@ -13,6 +13,7 @@ use crate::AppContext;
 pub const MESSAGES_PUBLISHED: &str = "msgsvc_messages_published_total";
 pub const MESSAGES_PUBLISH_DEFERRED: &str = "msgsvc_messages_publish_deferred_total";
 pub const MESSAGES_PROCESSED: &str = "msgsvc_messages_processed_total";
+pub const MESSAGES_REPLAYED: &str = "msgsvc_messages_replayed_total";
 pub const PROCESSING_DURATION: &str = "msgsvc_processing_duration_seconds";
 pub const END_TO_END_LATENCY: &str = "msgsvc_end_to_end_latency_seconds";
 pub const WORKERS_DESIRED: &str = "msgsvc_consumer_workers_desired";
@@ -84,6 +85,14 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["tenant_id", "queue", "outcome"],
         exported_by: CONSUMER,
         help: "Processing attempts by outcome: completed, retried or dead_lettered.",
+    },
+    MetricDef {
+        name: MESSAGES_REPLAYED,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        labels: TQ,
+        exported_by: API,
+        help: "Settled messages put back for delivery by a replay request.",
     },
     MetricDef {
         name: PROCESSING_DURATION,

@@ -7,5 +7,6 @@ pub mod consumers;
 pub mod dead_letters;
 pub mod limits;
 pub mod messages;
+pub mod replay;
 pub mod retention;
 pub mod tenants;

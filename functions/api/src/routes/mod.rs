@@ -7,6 +7,7 @@ mod health;
 mod messages;
 pub(crate) mod observability;
 mod params;
+mod replay;
 mod schemas;
 mod tenants;
 
@@ -31,6 +32,7 @@ pub(crate) fn documented() -> OpenApiRouter<ApiState> {
         .merge(messages::routes())
         .merge(dead_letters::routes())
         .merge(consumers::routes())
+        .merge(replay::routes())
         .merge(brokers::routes());
     OpenApiRouter::new()
         .nest("/api/v1", api)

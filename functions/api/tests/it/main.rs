@@ -13,5 +13,6 @@ mod jwt;
 mod limits;
 mod messages;
 mod relay;
+mod replay;
 mod retention;
 mod tenants;

@@ -10,6 +10,7 @@ mod footprint;
 mod helpers;
 mod isolation;
 mod kill;
+mod replay;
 mod retries;
 mod shutdown;
 mod tiers;
