@@ -49,6 +49,15 @@ pub struct BrokerSettings {
 const COLUMNS: &str = "id, amqp_url, management_url, mq_broker_arn, mq_secret_arn, max_queues, \
                        accepting, created_at, updated_at";
 
+/// [`COLUMNS`] qualified by `alias`, for joins.
+fn columns_of(alias: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn from_row(r: &Row) -> BrokerRecord {
     BrokerRecord {
         id: r.get("id"),
@@ -86,11 +95,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<Option<BrokerRecord>> {
 /// The broker the tenant lives on (`None`: no such tenant).
 pub async fn of_tenant(pool: &Pool, tenant: TenantId) -> Result<Option<BrokerRecord>> {
     let client = pool.get().await?;
-    let cols = COLUMNS
-        .split(", ")
-        .map(|c| format!("b.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = columns_of("b");
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {cols} FROM tenants t JOIN brokers b ON b.id = t.broker_id WHERE t.id = $1"
@@ -106,11 +111,7 @@ pub async fn of_tenant(pool: &Pool, tenant: TenantId) -> Result<Option<BrokerRec
 /// Every broker with its tenants and tenant queues (the registry is small: one row per broker).
 pub async fn list_with_usage(pool: &Pool) -> Result<Vec<BrokerUsage>> {
     let client = pool.get().await?;
-    let cols = COLUMNS
-        .split(", ")
-        .map(|c| format!("b.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = columns_of("b");
     let rows = client
         .query(
             &format!(

@@ -188,3 +188,11 @@ impl Processor for Slow {
         Outcome::Completed
     }
 }
+
+/// Serves `app` on a free local port (an endpoint for webhook tests); its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}

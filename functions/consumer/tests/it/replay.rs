@@ -20,7 +20,7 @@ use shared::{
     services::replay::{ReplaySelector, replay},
 };
 
-use crate::helpers::{configure, context, publish, start_event_source, tenant, wait_all};
+use crate::helpers::{configure, context, publish, serve, start_event_source, tenant, wait_all};
 
 /// Records the `webhook-id` of every delivery; fails bodies marked `doomed` while `failing`.
 #[derive(Clone, Default)]
@@ -41,11 +41,8 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
 }
 
 async fn start_receiver(r: Receiver) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let app = Router::new().route("/hook", post(hook)).with_state(r);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    format!("{}/hook", serve(app).await)
 }
 
 fn webhooks() -> Arc<Builtin> {
