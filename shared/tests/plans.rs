@@ -219,7 +219,10 @@ fn request_path_statements() -> Vec<(String, String)> {
         ),
         ("attempts list".into(), attempts::list_sql()),
         ("latest attempt".into(), attempts::latest_sql()),
-        ("relay: unsettled".into(), messages::relay_take_unsettled_sql()),
+        (
+            "relay: unsettled".into(),
+            messages::relay_take_unsettled_sql(),
+        ),
         (
             "relay: queues with old queued".into(),
             messages::relay_queues_with_old_queued_sql(),
