@@ -4,6 +4,7 @@
 pub mod broker_budget;
 pub mod database;
 pub mod e2e;
+pub mod large;
 pub mod load;
 pub mod processes;
 pub mod report;

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use bench::{
-    broker_budget, database,
+    broker_budget, database, large,
     report::{Machine, Pass, Report, splice},
     scenarios::{self, Bench},
     startup,
@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
     }
     shared::observability::telemetry::init(&config);
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("large") {
+        return large_tables(&config, quick, &out).await;
+    }
     // A database created now, as a new deployment's is: the first pass runs on it as it is,
     // the second on the same database once it holds the first pass's data.
     database::drop_bench_database(&config).await?;
@@ -93,11 +96,44 @@ async fn main() -> anyhow::Result<()> {
     let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&doc_path, splice(&doc, &md))?;
     write_broker_budget(&out, &budget)?;
+    large_tables(&config, quick, &out).await?;
     eprintln!(
         "wrote {} and {}",
         doc_path.display(),
         out.join("benchmarks.json").display()
     );
+    Ok(())
+}
+
+/// The large-table scenario on a database of its own (`<name>_large`), dropped first and left
+/// behind for inspection; `LARGE_MESSAGES` sets the size (5,000,000; 200,000 with `--quick`).
+/// Writes its section of docs/BENCHMARKS.md and docs/large-tables.json.
+///
+/// The API runs without the relay tick (`RELAY_ENABLED=false`) in both phases: the scenario
+/// runs the retention sweep itself to time it, and the tick would sweep the same rows.
+async fn large_tables(config: &Config, quick: bool, out: &std::path::Path) -> anyhow::Result<()> {
+    let messages: i64 = match std::env::var("LARGE_MESSAGES") {
+        Ok(v) => v.parse()?,
+        Err(_) if quick => 200_000,
+        Err(_) => 5_000_000,
+    };
+    let mut config = config.clone();
+    config.database_url = format!("{}_large", config.database_url);
+    database::drop_bench_database(&config).await?;
+    let mut b = Bench::start_with(config, quick, &[("RELAY_ENABLED", "false".into())]).await?;
+    let report = large::run(&mut b, messages).await;
+    b.finish().await;
+    let report = report?;
+    let md = report.markdown();
+    println!("{md}");
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("large-tables.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let doc_path = out.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&doc_path, large::splice(&doc, &md))?;
     Ok(())
 }
 

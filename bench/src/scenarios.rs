@@ -35,17 +35,25 @@ pub struct Bench {
 impl Bench {
     /// Migrates the bench database and starts the API process.
     pub async fn start(config: Config, quick: bool) -> anyhow::Result<Self> {
+        Self::start_with(config, quick, &[]).await
+    }
+
+    /// [`Bench::start`] with more environment for the API process.
+    pub async fn start_with(
+        config: Config,
+        quick: bool,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         shared::db::ensure_database(&config).await?;
         shared::db::migrate(&config).await?;
         let port = free_port();
-        let api_process = processes::spawn(
-            "api",
-            &[
-                ("DATABASE_URL", config.database_url.clone()),
-                ("SERVER_PORT", port.to_string()),
-                ("DATABASE_MAX_CONNECTIONS", "32".into()),
-            ],
-        )?;
+        let mut api_env = vec![
+            ("DATABASE_URL", config.database_url.clone()),
+            ("SERVER_PORT", port.to_string()),
+            ("DATABASE_MAX_CONNECTIONS", "32".into()),
+        ];
+        api_env.extend(env.iter().cloned());
+        let api_process = processes::spawn("api", &api_env)?;
         let api = format!("http://127.0.0.1:{port}");
         processes::ready(
             &format!("{api}/health"),
@@ -69,7 +77,7 @@ impl Bench {
         })
     }
 
-    fn secs(&self, full: f64) -> Duration {
+    pub fn secs(&self, full: f64) -> Duration {
         Duration::from_secs_f64(if self.quick {
             (full / 4.0).max(0.5)
         } else {
@@ -221,7 +229,7 @@ async fn raw_op(
 }
 
 /// One single publish through the API to the tenant's `queue`.
-fn publish_fn(
+pub fn publish_fn(
     b: &Bench,
     tenant: TenantId,
     queue: &str,

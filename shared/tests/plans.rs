@@ -196,3 +196,225 @@ fn the_plan_check_tells_a_key_lookup_from_a_scan() {
         Ok(())
     );
 }
+
+/// Every statement of a request path and of the consumer, as the code builds it, with the
+/// name an assertion reports.
+fn request_path_statements() -> Vec<(String, String)> {
+    use db::{attempts, limits, messages, queue_stats, retention, tenants};
+    let mut all: Vec<(String, String)> = vec![
+        ("publish insert".into(), messages::INSERT_PENDING.into()),
+        (
+            "idempotency lookup".into(),
+            messages::find_by_idempotency_keys_sql(),
+        ),
+        ("mark queued".into(), messages::MARK_QUEUED.into()),
+        ("message lookup".into(), messages::get_sql()),
+        ("standing".into(), messages::STANDING.into()),
+        ("claim".into(), messages::CLAIM.into()),
+        ("settle".into(), messages::SETTLE.into()),
+        ("complete".into(), messages::COMPLETE.into()),
+        (
+            "backlog".into(),
+            limits::backlog_sql(shared::domain::TenantId(uuid::Uuid::nil()), 1000),
+        ),
+        ("attempts list".into(), attempts::list_sql()),
+        ("latest attempt".into(), attempts::latest_sql()),
+        (
+            "relay: unsettled".into(),
+            messages::relay_take_unsettled_sql(),
+        ),
+        (
+            "relay: queues with old queued".into(),
+            messages::relay_queues_with_old_queued_sql(),
+        ),
+        ("relay: lost".into(), messages::RELAY_TAKE_LOST.into()),
+        (
+            "relay: republished".into(),
+            messages::RELAY_MARK_REPUBLISHED.into(),
+        ),
+        ("relay: forget".into(), messages::RELAY_FORGET.into()),
+    ];
+    for shape in messages::ListShape::all() {
+        all.push((format!("message list {shape:?}"), messages::list_sql(shape)));
+    }
+    for (queue, ids) in [(false, false), (true, false), (false, true), (true, true)] {
+        all.push((
+            format!("redrive (queue: {queue}, ids: {ids})"),
+            messages::reset_dead_letters_sql(queue, ids),
+        ));
+    }
+    for scoped in [true, false] {
+        let who = if scoped { "tenant" } else { "admin" };
+        all.push((
+            format!("status by status, {who}"),
+            queue_stats::by_status_sql(scoped),
+        ));
+        all.push((
+            format!("status oldest waiting, {who}"),
+            queue_stats::oldest_waiting_sql(scoped),
+        ));
+        all.push((
+            format!("status recent, {who}"),
+            queue_stats::recent_sql(scoped),
+        ));
+        all.push((
+            format!("status last error, {who}"),
+            queue_stats::last_error_sql(scoped),
+        ));
+    }
+    for after in [false, true] {
+        all.push((
+            format!("tenants list (after: {after})"),
+            tenants::list_all_sql(after),
+        ));
+    }
+    for status in retention::Settled::ALL {
+        all.push((
+            format!("retention {status:?}"),
+            retention::delete_expired_sql(status),
+        ));
+    }
+    all
+}
+
+/// Scans of `messages` or `message_attempts` that read the whole table, anywhere in the plan.
+fn table_scans(plan: &serde_json::Value, found: &mut Vec<String>) {
+    if plan["Node Type"] == "Seq Scan" {
+        let table = plan["Relation Name"].as_str().unwrap_or_default();
+        if table == "messages" || table == "message_attempts" {
+            found.push(format!("Seq Scan on {table}"));
+        }
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        table_scans(child, found);
+    }
+}
+
+/// Sorts, and conditions on `messages` an index does not take, anywhere in the plan.
+fn unordered_or_filtered(plan: &serde_json::Value, found: &mut Vec<String>) {
+    if plan["Node Type"] == "Sort" {
+        found.push("a Sort".into());
+    }
+    if plan["Relation Name"] == "messages" && !plan["Filter"].is_null() {
+        found.push(format!("Filter {} on messages", plan["Filter"]));
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        unordered_or_filtered(child, found);
+    }
+}
+
+#[tokio::test]
+async fn no_request_path_statement_scans_messages_or_attempts_on_a_loaded_database() {
+    let fresh = FreshDatabase::create().await;
+    let outcome = AssertUnwindSafe(check_loaded_plans(&fresh.config))
+        .catch_unwind()
+        .await;
+    fresh.drop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn check_loaded_plans(config: &Config) {
+    let pool = db::pool(config).unwrap();
+    let client = pool.get().await.unwrap();
+    // 500 tenants with two queues each and 250,000 messages: mostly completed, some dead
+    // letters, a backlog in every other status; an attempt per processed message, more for
+    // dead letters, errors on the failed ones. Enough for the planner to cost indexes against
+    // a scan as it does on a production table.
+    client
+        .batch_execute(
+            "INSERT INTO tenants (id, name) SELECT gen_random_uuid(), 'plans-' || g
+                 FROM generate_series(1, 500) g;
+             INSERT INTO consumer_configs (tenant_id, queue_name, workers, retry_attempts,
+                                           retry_delay_ms, signing_secret)
+             SELECT t.id, 'q' || q, 1, 3, 1000, 's' FROM tenants t, generate_series(0, 1) q;
+             CREATE TEMP TABLE t AS SELECT id, row_number() OVER () - 1 AS n FROM tenants;
+             INSERT INTO messages (id, tenant_id, queue_name, body, status, attempts,
+                                   total_attempts, created_at, updated_at, completed_at,
+                                   dead_lettered_at, next_attempt_at, locked_until)
+             SELECT gen_random_uuid(), t.id, 'q' || (g % 2), '{}', s.status,
+                    s.tries, s.tries, at, at,
+                    CASE WHEN s.status = 'completed' THEN at END,
+                    CASE WHEN s.status = 'dead_lettered' THEN at END,
+                    CASE WHEN s.status = 'retrying' THEN at END,
+                    CASE WHEN s.status = 'processing' THEN at END
+             FROM generate_series(1, 250000) g
+             JOIN t ON t.n = g % 500
+             CROSS JOIN LATERAL (SELECT now() - (g % 20000) * interval '1 minute' AS at) a
+             CROSS JOIN LATERAL (SELECT CASE WHEN g % 100 < 90 THEN 'completed'
+                                             WHEN g % 100 < 93 THEN 'dead_lettered'
+                                             WHEN g % 100 < 95 THEN 'pending'
+                                             WHEN g % 100 < 97 THEN 'queued'
+                                             WHEN g % 100 < 98 THEN 'retrying'
+                                             ELSE 'processing' END AS status,
+                                        CASE WHEN g % 100 BETWEEN 90 AND 92 THEN 4
+                                             WHEN g % 100 < 90 OR g % 100 >= 97 THEN 1
+                                             ELSE 0 END AS tries) s;
+             INSERT INTO message_attempts (message_id, attempt, tenant_id, queue_name,
+                                           started_at, finished_at, outcome, error)
+             SELECT m.id, k, m.tenant_id, m.queue_name, m.updated_at, m.updated_at,
+                    CASE WHEN k < m.total_attempts THEN 'retrying' ELSE m.status END,
+                    CASE WHEN m.status <> 'completed' THEN 'failed' END
+             FROM messages m, generate_series(1, m.total_attempts) k
+             WHERE m.status IN ('completed', 'dead_lettered', 'retrying');
+             ANALYZE;
+             SET plan_cache_mode = force_generic_plan;",
+        )
+        .await
+        .unwrap();
+
+    let mut failures = Vec::new();
+    for (i, (name, sql)) in request_path_statements().iter().enumerate() {
+        // Prepared without types, as tokio-postgres prepares: the parameter types are those the
+        // text gives. The generic plan does not depend on the values, so NULLs do, and EXPLAIN
+        // without ANALYZE runs nothing.
+        client
+            .batch_execute(&format!("PREPARE p{i} AS {sql}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: cannot prepare: {e}\n{sql}"));
+        let params: i32 = client
+            .query_one(
+                "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1",
+                &[&format!("p{i}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let args = vec!["NULL"; params as usize].join(", ");
+        let call = if params == 0 {
+            format!("p{i}")
+        } else {
+            format!("p{i}({args})")
+        };
+        let plan: serde_json::Value = client
+            .query_one(&format!("EXPLAIN (FORMAT JSON) EXECUTE {call}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: cannot explain: {e}"))
+            .get(0);
+        // `PRINT_PLANS=1` shows every plan.
+        if std::env::var_os("PRINT_PLANS").is_some() {
+            eprintln!("== {name}\n{}\n", explain(&client, &call).await);
+        }
+        let mut scans = Vec::new();
+        table_scans(&plan[0]["Plan"], &mut scans);
+        // A page reads its rows in order from one index range: a condition left to a filter
+        // (as `$n IS NULL OR col = $n` is in a generic plan) or a sort reads the tenant's rows
+        // from the top to find a late page.
+        if name.starts_with("message list") {
+            unordered_or_filtered(&plan[0]["Plan"], &mut scans);
+        }
+        if !scans.is_empty() {
+            failures.push(format!(
+                "{name}: {}\n{}",
+                scans.join(", "),
+                explain(&client, &call).await
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "statements that scan a whole table, or a list that does not read its page by index:\n\n{}",
+        failures.join("\n\n")
+    );
+}

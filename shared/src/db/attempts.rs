@@ -48,24 +48,32 @@ fn from_row(row: &Row) -> Attempt {
 const COLUMNS: &str =
     "attempt, started_at, finished_at, outcome, error, http_status, duration_ms, response_excerpt";
 
+/// `$1` tenant's message `$2`'s attempts, in order (read on the primary key).
+pub fn list_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM message_attempts
+         WHERE tenant_id = $1::uuid AND message_id = $2::uuid ORDER BY attempt"
+    )
+}
+
+/// `$1` tenant's message `$2`'s latest attempt.
+pub fn latest_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM message_attempts
+         WHERE message_id = $2::uuid AND tenant_id = $1::uuid ORDER BY attempt DESC LIMIT 1"
+    )
+}
+
 pub async fn list(pool: &Pool, tenant: TenantId, message: MessageId) -> Result<Vec<Attempt>> {
     let client = pool.get().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM message_attempts
-         WHERE tenant_id = $1 AND message_id = $2 ORDER BY attempt"
-    );
-    let rows = client.query(&sql, &[&tenant.0, &message.0]).await?;
+    let rows = client.query(&list_sql(), &[&tenant.0, &message.0]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// The message's latest attempt (read backwards on the primary key).
 pub async fn latest(pool: &Pool, tenant: TenantId, message: MessageId) -> Result<Option<Attempt>> {
     let client = pool.get().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM message_attempts
-         WHERE message_id = $2 AND tenant_id = $1 ORDER BY attempt DESC LIMIT 1"
-    );
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(&latest_sql()).await?;
     Ok(client
         .query_opt(&stmt, &[&tenant.0, &message.0])
         .await?

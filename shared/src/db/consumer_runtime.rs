@@ -56,10 +56,14 @@ pub async fn record(
 /// The tenant's queues, or every tenant's (admin) when `tenant` is `None`.
 pub async fn list(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Applied>> {
     let client = pool.get().await?;
+    let scope = super::TenantScope::new(tenant);
     let rows = client
         .query(
-            "SELECT * FROM consumer_runtime WHERE $1::uuid IS NULL OR tenant_id = $1",
-            &[&tenant.map(|t| t.0)],
+            &format!(
+                "SELECT * FROM consumer_runtime{}",
+                scope.condition("WHERE", "tenant_id")
+            ),
+            &scope.params(),
         )
         .await?;
     Ok(rows.iter().map(from_row).collect())

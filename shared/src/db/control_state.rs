@@ -127,10 +127,14 @@ pub async fn get(pool: &Pool, tenant: TenantId) -> Result<Option<Capacity>> {
 /// The tenants' capacities, or every tenant's (admin) when `tenant` is `None`.
 pub async fn list(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Capacity>> {
     let client = pool.get().await?;
+    let scope = super::TenantScope::new(tenant);
     let rows = client
         .query(
-            &format!("{CAPACITY_SELECT} WHERE $1::uuid IS NULL OR c.tenant_id = $1"),
-            &[&tenant.map(|t| t.0)],
+            &format!(
+                "{CAPACITY_SELECT}{}",
+                scope.condition("WHERE", "c.tenant_id")
+            ),
+            &scope.params(),
         )
         .await?;
     Ok(rows.iter().map(capacity_from_row).collect())
@@ -279,10 +283,14 @@ fn mapping_from_row(r: &Row) -> Mapping {
 
 pub async fn list_mappings(pool: &Pool, tenant: Option<TenantId>) -> Result<Vec<Mapping>> {
     let client = pool.get().await?;
+    let scope = super::TenantScope::new(tenant);
     let rows = client
         .query(
-            "SELECT * FROM consumer_mappings WHERE $1::uuid IS NULL OR tenant_id = $1",
-            &[&tenant.map(|t| t.0)],
+            &format!(
+                "SELECT * FROM consumer_mappings{}",
+                scope.condition("WHERE", "tenant_id")
+            ),
+            &scope.params(),
         )
         .await?;
     Ok(rows.iter().map(mapping_from_row).collect())

@@ -102,16 +102,23 @@ pub async fn tokens_available(pool: &Pool, tenant: TenantId, rate: f64, burst: u
 /// generic plan is made for the average tenant, and with few tenants holding most rows
 /// PostgreSQL chose to scan the whole table for it, for a tenant with ten messages as for one
 /// with a million. Called only when the per-tenant cache misses, so the planning is cheap.
-pub async fn backlog(client: &impl GenericClient, tenant: TenantId, cap: u64) -> Result<u64> {
+pub fn backlog_sql(tenant: TenantId, cap: u64) -> String {
     let cap = cap.min(i64::MAX as u64);
     // A UUID and an integer, formatted by Rust: nothing to quote.
-    let sql = format!(
+    format!(
         "SELECT count(*) FROM (SELECT 1 FROM messages
              WHERE tenant_id = '{}' AND status IN ('pending', 'queued', 'processing', 'retrying')
              LIMIT {cap}) AS b",
         tenant.0
-    );
-    let n: i64 = client.query_one(sql.as_str(), &[]).await?.get(0);
+    )
+}
+
+/// See [`backlog_sql`].
+pub async fn backlog(client: &impl GenericClient, tenant: TenantId, cap: u64) -> Result<u64> {
+    let n: i64 = client
+        .query_one(backlog_sql(tenant, cap).as_str(), &[])
+        .await?
+        .get(0);
     Ok(n as u64)
 }
 

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
 use super::Pool;
@@ -101,6 +101,17 @@ pub const COMPLETE: &str = "WITH locked AS (
              FROM done WHERE a.message_id = done.id AND a.attempt = done.n
              RETURNING a.message_id";
 
+/// Inserts `$1` tenant's messages `($2 ids, $3 queues, $4 bodies, $5 headers, $6 idempotency
+/// keys)` as `pending`; see [`insert_pending`].
+pub const INSERT_PENDING: &str =
+    "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status, idempotency_key)
+             SELECT m.id, $1::uuid, m.queue_name, m.body, m.headers, 'pending', m.key
+             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[])
+                  AS m(id, queue_name, body, headers, key)
+             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status = 'active')
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING id";
+
 /// Inserts the messages as `pending` in one statement, only while the tenant is active.
 /// Messages whose idempotency key the tenant already used are not inserted; their ids are
 /// absent from the returned list (as are all of them for an inactive or unknown tenant).
@@ -120,21 +131,18 @@ pub async fn insert_pending(
         .iter()
         .map(|m| m.idempotency_key.as_deref())
         .collect();
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status, idempotency_key)
-             SELECT m.id, $1, m.queue_name, m.body, m.headers, 'pending', m.key
-             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[])
-                  AS m(id, queue_name, body, headers, key)
-             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status = 'active')
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        )
-        .await?;
+    let stmt = client.prepare_cached(INSERT_PENDING).await?;
     let rows = client
         .query(&stmt, &[&tenant.0, &ids, &queues, &bodies, &headers, &keys])
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `$1` tenant's messages stored under the idempotency keys `$2`.
+pub fn find_by_idempotency_keys_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND idempotency_key = ANY($2::text[])"
+    )
 }
 
 /// The tenant's messages stored under these idempotency keys.
@@ -143,10 +151,9 @@ pub async fn find_by_idempotency_keys(
     tenant: TenantId,
     keys: &[&str],
 ) -> Result<Vec<Message>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND idempotency_key = ANY($2)"
-    );
-    let rows = client.query(&sql, &[&tenant.0, &keys]).await?;
+    let rows = client
+        .query(&find_by_idempotency_keys_sql(), &[&tenant.0, &keys])
+        .await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -170,10 +177,14 @@ pub async fn mark_queued(pool: &Pool, pairs: &[(TenantId, Uuid)]) -> Result<u64>
     Ok(client.execute(&stmt, &[&ids, &tenants]).await?)
 }
 
+/// `$1` tenant's message `$2`.
+pub fn get_sql() -> String {
+    format!("SELECT {COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND id = $2::uuid")
+}
+
 pub async fn get(pool: &Pool, tenant: TenantId, id: MessageId) -> Result<Option<Message>> {
     let client = pool.get().await?;
-    let sql = format!("SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(&get_sql()).await?;
     Ok(client
         .query_opt(&stmt, &[&tenant.0, &id.0])
         .await?
@@ -187,6 +198,50 @@ pub struct MessageFilter {
     pub queue_name: Option<String>,
 }
 
+/// Which of the list's optional conditions a statement has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListShape {
+    pub status: bool,
+    pub queue: bool,
+    /// A cursor: the page after this id.
+    pub after: bool,
+}
+
+impl ListShape {
+    /// Every combination, for the plan test.
+    pub fn all() -> impl Iterator<Item = ListShape> {
+        (0..8).map(|b| ListShape {
+            status: b & 1 != 0,
+            queue: b & 2 != 0,
+            after: b & 4 != 0,
+        })
+    }
+}
+
+/// The list statement of one shape: `$1` the tenant, then the status, queue and cursor that
+/// are present, in that order, then the row limit. One text per combination, holding only the
+/// conditions present: connections plan generically (`plan_cache_mode`), and a generic plan of
+/// `($n IS NULL OR col = $n)` cannot use `col` in an index, so a late page or a status filter
+/// read the tenant's rows from the top. Each shape reads one index range in order:
+/// `messages_by_tenant`, `_status`, `_queue_id`, or `_queue` with both filters.
+pub fn list_sql(shape: ListShape) -> String {
+    let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE tenant_id = $1::uuid");
+    let mut n = 1;
+    for (present, condition) in [
+        (shape.status, "status = ${}::text"),
+        (shape.queue, "queue_name = ${}::text"),
+        (shape.after, "id < ${}::uuid"),
+    ] {
+        if present {
+            n += 1;
+            sql.push_str(" AND ");
+            sql.push_str(&condition.replace("{}", &n.to_string()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}::int8", n + 1));
+    sql
+}
+
 /// The tenant's messages, newest first, filtered and keyset-paginated.
 pub async fn list(
     pool: &Pool,
@@ -194,27 +249,27 @@ pub async fn list(
     filter: &MessageFilter,
     page: &PageRequest,
 ) -> Result<Vec<Message>> {
+    let status = filter.status.map(|s| s.as_str());
+    let shape = ListShape {
+        status: status.is_some(),
+        queue: filter.queue_name.is_some(),
+        after: page.after.is_some(),
+    };
+    let limit = page.fetch_limit();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant.0];
+    if let Some(s) = &status {
+        params.push(s);
+    }
+    if let Some(q) = &filter.queue_name {
+        params.push(q);
+    }
+    if let Some(a) = &page.after {
+        params.push(a);
+    }
+    params.push(&limit);
     let client = pool.get().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages
-         WHERE tenant_id = $1
-           AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR queue_name = $3)
-           AND ($4::uuid IS NULL OR id < $4)
-         ORDER BY id DESC LIMIT $5"
-    );
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &tenant.0,
-                &filter.status.map(|s| s.as_str()),
-                &filter.queue_name,
-                &page.after,
-                &page.fetch_limit(),
-            ],
-        )
-        .await?;
+    let stmt = client.prepare_cached(&list_sql(shape)).await?;
+    let rows = client.query(&stmt, &params).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -251,6 +306,30 @@ fn unsettled(r: &tokio_postgres::Row) -> Unsettled {
     }
 }
 
+/// `$1` seconds stale, `$2` the limit; see [`relay_take_unsettled`].
+pub fn relay_take_unsettled_sql() -> String {
+    format!(
+        "WITH taken AS (
+                 SELECT m.id FROM messages m
+                 WHERE m.status IN ('pending', 'retrying', 'processing')
+                   AND m.updated_at < now() - make_interval(secs => $1)
+                   AND ((m.status = 'pending'
+                         AND (m.relayed_at IS NULL OR m.relayed_at < now() - make_interval(secs => $1)))
+                        OR (m.relayed_attempt IS DISTINCT FROM m.total_attempts
+                            AND ((m.status = 'retrying' AND m.next_attempt_at < now() - make_interval(secs => $1))
+                                 OR (m.status = 'processing' AND m.locked_until < now() - make_interval(secs => $1)))
+                            AND {consumable}))
+                 ORDER BY m.updated_at
+                 LIMIT $2
+                 FOR UPDATE OF m SKIP LOCKED)
+             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
+             FROM taken WHERE messages.id = taken.id
+             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
+                 messages.headers",
+        consumable = consumable("m.tenant_id", "m.queue_name"),
+    )
+}
+
 /// System-wide (relay only): takes up to `limit` messages that should be on the broker but may
 /// not be, and records that the relay is putting a copy there (`relayed_at`,
 /// `relayed_attempt`), in one statement, so no lock is held while the broker is asked:
@@ -270,42 +349,16 @@ pub async fn relay_take_unsettled(
     limit: i64,
 ) -> Result<Vec<Unsettled>> {
     let client = pool.get().await?;
-    let sql = format!(
-        "WITH taken AS (
-                 SELECT m.id FROM messages m
-                 WHERE m.status IN ('pending', 'retrying', 'processing')
-                   AND m.updated_at < now() - make_interval(secs => $1)
-                   AND ((m.status = 'pending'
-                         AND (m.relayed_at IS NULL OR m.relayed_at < now() - make_interval(secs => $1)))
-                        OR (m.relayed_attempt IS DISTINCT FROM m.total_attempts
-                            AND ((m.status = 'retrying' AND m.next_attempt_at < now() - make_interval(secs => $1))
-                                 OR (m.status = 'processing' AND m.locked_until < now() - make_interval(secs => $1)))
-                            AND {consumable}))
-                 ORDER BY m.updated_at
-                 LIMIT $2
-                 FOR UPDATE OF m SKIP LOCKED)
-             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
-             FROM taken WHERE messages.id = taken.id
-             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
-                 messages.headers",
-        consumable = consumable("m.tenant_id", "m.queue_name"),
-    );
+    let sql = relay_take_unsettled_sql();
     let rows = client
         .query(&sql, &[&stale_after.as_secs_f64(), &limit])
         .await?;
     Ok(rows.iter().map(unsettled).collect())
 }
 
-/// Consumable queues (tenant active, not at capacity 0, queue enabled with workers) holding
-/// `queued` messages older than `lost_after` that the relay has not copied for their current
-/// attempt: up to `limit` of them. Whether their copies are lost is the broker's to say.
-pub async fn relay_queues_with_old_queued(
-    pool: &Pool,
-    lost_after: std::time::Duration,
-    limit: i64,
-) -> Result<Vec<(TenantId, String)>> {
-    let client = pool.get().await?;
-    let sql = format!(
+/// `$1` seconds old, `$2` the limit; see [`relay_queues_with_old_queued`].
+pub fn relay_queues_with_old_queued_sql() -> String {
+    format!(
         "SELECT c.tenant_id, c.queue_name FROM consumer_configs c
              WHERE {consumable}
                AND EXISTS (SELECT 1 FROM messages m
@@ -317,7 +370,19 @@ pub async fn relay_queues_with_old_queued(
                              AND m.relayed_attempt IS DISTINCT FROM m.total_attempts)
              LIMIT $2",
         consumable = consumable("c.tenant_id", "c.queue_name"),
-    );
+    )
+}
+
+/// Consumable queues (tenant active, not at capacity 0, queue enabled with workers) holding
+/// `queued` messages older than `lost_after` that the relay has not copied for their current
+/// attempt: up to `limit` of them. Whether their copies are lost is the broker's to say.
+pub async fn relay_queues_with_old_queued(
+    pool: &Pool,
+    lost_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(TenantId, String)>> {
+    let client = pool.get().await?;
+    let sql = relay_queues_with_old_queued_sql();
     let rows = client
         .query(&sql, &[&lost_after.as_secs_f64(), &limit])
         .await?;
@@ -326,6 +391,21 @@ pub async fn relay_queues_with_old_queued(
         .map(|r| (TenantId(r.get(0)), r.get(1)))
         .collect())
 }
+
+/// `$1` tenant, `$2` queue, `$3` seconds old, `$4` the limit; see [`relay_take_lost`].
+pub const RELAY_TAKE_LOST: &str = "WITH taken AS (
+                 SELECT id FROM messages
+                 WHERE tenant_id = $1 AND queue_name = $2
+                   AND status IN ('pending', 'queued', 'retrying')
+                   AND created_at < now() - make_interval(secs => $3)
+                   AND status = 'queued' AND queued_at < now() - make_interval(secs => $3)
+                   AND relayed_attempt IS DISTINCT FROM total_attempts
+                 ORDER BY created_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
+             FROM taken WHERE messages.id = taken.id
+             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
+                 messages.headers";
 
 /// Takes up to `limit` of the queue's `queued` messages older than `lost_after` that have no
 /// relay copy for their current attempt, recording the copy about to be made (see
@@ -341,55 +421,65 @@ pub async fn relay_take_lost(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "WITH taken AS (
-                 SELECT id FROM messages
-                 WHERE tenant_id = $1 AND queue_name = $2
-                   AND status IN ('pending', 'queued', 'retrying')
-                   AND created_at < now() - make_interval(secs => $3)
-                   AND status = 'queued' AND queued_at < now() - make_interval(secs => $3)
-                   AND relayed_attempt IS DISTINCT FROM total_attempts
-                 ORDER BY created_at LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE messages SET relayed_at = now(), relayed_attempt = total_attempts
-             FROM taken WHERE messages.id = taken.id
-             RETURNING messages.id, messages.tenant_id, messages.queue_name, messages.body,
-                 messages.headers",
+            RELAY_TAKE_LOST,
             &[&tenant.0, &queue, &lost_after.as_secs_f64(), &limit],
         )
         .await?;
     Ok(rows.iter().map(unsettled).collect())
 }
 
-/// System-wide (relay only): the broker confirmed these copies. A `pending` message is now
-/// `queued`; a `retrying` one is due now (its copy is on the work queue, not a wait queue).
-pub async fn relay_mark_republished(pool: &Pool, ids: &[Uuid]) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE messages SET
+/// `$1` the ids; see [`relay_mark_republished`].
+pub const RELAY_MARK_REPUBLISHED: &str = "UPDATE messages SET
                  queued_at = CASE WHEN status = 'pending' THEN now() ELSE queued_at END,
                  next_attempt_at = CASE WHEN status = 'retrying' THEN now() ELSE next_attempt_at END,
                  updated_at = CASE WHEN status = 'pending' THEN now() ELSE updated_at END,
                  status = CASE WHEN status = 'pending' THEN 'queued' ELSE status END
-             WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
+             WHERE id = ANY($1)";
+
+/// System-wide (relay only): the broker confirmed these copies. A `pending` message is now
+/// `queued`; a `retrying` one is due now (its copy is on the work queue, not a wait queue).
+pub async fn relay_mark_republished(pool: &Pool, ids: &[Uuid]) -> Result<()> {
+    let client = pool.get().await?;
+    client.execute(RELAY_MARK_REPUBLISHED, &[&ids]).await?;
     Ok(())
 }
+
+/// `$1` the ids; see [`relay_forget`].
+pub const RELAY_FORGET: &str = "UPDATE messages SET relayed_at = NULL, relayed_attempt = NULL
+             WHERE id = ANY($1) AND relayed_attempt = total_attempts";
 
 /// System-wide (relay only): the broker did not confirm these copies; the next sweep tries
 /// them again (unless a consumer moved them on meanwhile).
 pub async fn relay_forget(pool: &Pool, ids: &[Uuid]) -> Result<()> {
     let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE messages SET relayed_at = NULL, relayed_attempt = NULL
-             WHERE id = ANY($1) AND relayed_attempt = total_attempts",
-            &[&ids],
-        )
-        .await?;
+    client.execute(RELAY_FORGET, &[&ids]).await?;
     Ok(())
+}
+
+/// The redrive statement for a selector: `$1` the tenant, then the queue and the ids when
+/// present, then the limit. One text per selector, as [`list_sql`] and for the same reason: the
+/// ids are looked up by key, a queue's dead letters read from `messages_by_tenant_queue`.
+pub fn reset_dead_letters_sql(queue: bool, ids: bool) -> String {
+    let mut conditions = String::new();
+    let mut n = 1;
+    if queue {
+        n += 1;
+        conditions.push_str(&format!(" AND queue_name = ${n}::text"));
+    }
+    if ids {
+        n += 1;
+        conditions.push_str(&format!(" AND id = ANY(${n}::uuid[])"));
+    }
+    format!(
+        "UPDATE messages SET status = 'pending', attempts = 0, next_attempt_at = NULL,
+             locked_until = NULL, dead_lettered_at = NULL, updated_at = now()
+         WHERE id IN (
+             SELECT id FROM messages
+             WHERE tenant_id = $1::uuid AND status = 'dead_lettered'{conditions}
+             ORDER BY id LIMIT ${}::int8 FOR UPDATE SKIP LOCKED)
+         RETURNING id, queue_name, body, headers",
+        n + 1
+    )
 }
 
 /// Moves up to `limit` of the tenant's dead letters (optionally of one queue, or these ids)
@@ -401,21 +491,17 @@ pub async fn reset_dead_letters(
     ids: Option<&[Uuid]>,
     limit: i64,
 ) -> Result<Vec<NewMessage>> {
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant.0];
+    if let Some(q) = &queue {
+        params.push(q);
+    }
+    if let Some(i) = &ids {
+        params.push(i);
+    }
+    params.push(&limit);
+    let sql = reset_dead_letters_sql(queue.is_some(), ids.is_some());
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "UPDATE messages SET status = 'pending', attempts = 0, next_attempt_at = NULL,
-                 locked_until = NULL, dead_lettered_at = NULL, updated_at = now()
-             WHERE id IN (
-                 SELECT id FROM messages
-                 WHERE tenant_id = $1 AND status = 'dead_lettered'
-                   AND ($2::text IS NULL OR queue_name = $2)
-                   AND ($3::uuid[] IS NULL OR id = ANY($3))
-                 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING id, queue_name, body, headers",
-            &[&tenant.0, &queue, &ids, &limit],
-        )
-        .await?;
+    let rows = client.query(&sql, &params).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -488,14 +574,12 @@ pub struct Standing {
     pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// How `$1` tenant's messages `$2` stand; see [`standing`].
+pub const STANDING: &str = "SELECT id, status, locked_until FROM messages WHERE tenant_id = $1::uuid AND id = ANY($2::uuid[])";
+
 pub async fn standing(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Standing>> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, status, locked_until FROM messages WHERE tenant_id = $1 AND id = ANY($2)",
-            &[&tenant.0, &ids],
-        )
-        .await?;
+    let rows = client.query(STANDING, &[&tenant.0, &ids]).await?;
     Ok(rows
         .iter()
         .map(|r| Standing {
@@ -541,6 +625,23 @@ pub struct Completion {
     pub record: AttemptRecord,
 }
 
+/// Settles `$1` tenant's message `$2`, attempt `$3`, as `$4` (`completed`, `retrying` with
+/// error `$5` and a delay of `$6` seconds, or `dead_lettered` with error `$5`), recording the
+/// attempt's `($7 HTTP status, $8 duration in ms, $9 response excerpt)`; see [`settle`].
+pub const SETTLE: &str = "WITH m AS (
+                 UPDATE messages SET status = $4::text, updated_at = now(), locked_until = NULL,
+                     last_error = CASE WHEN $4 = 'completed' THEN last_error ELSE $5::text END,
+                     next_attempt_at = CASE WHEN $4 = 'retrying'
+                         THEN now() + make_interval(secs => $6::float8) ELSE NULL END,
+                     completed_at = CASE WHEN $4 = 'completed' THEN now() ELSE completed_at END,
+                     dead_lettered_at = CASE WHEN $4 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
+                 WHERE tenant_id = $1::uuid AND id = $2::uuid AND status = 'processing' AND total_attempts = $3::int
+                 RETURNING id)
+             UPDATE message_attempts SET finished_at = now(), outcome = $4, error = $5,
+                 http_status = $7::int2, duration_ms = $8::int, response_excerpt = $9::text
+             WHERE message_id IN (SELECT id FROM m) AND attempt = $3
+             RETURNING 1";
+
 /// Records the attempt's outcome, only if the row still carries this attempt's fencing token.
 /// Returns false when another worker took the message over meanwhile.
 pub async fn settle(
@@ -559,23 +660,7 @@ pub async fn settle(
         Settlement::DeadLettered { error } => ("dead_lettered", Some(*error), None),
     };
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "WITH m AS (
-                 UPDATE messages SET status = $4, updated_at = now(), locked_until = NULL,
-                     last_error = CASE WHEN $4 = 'completed' THEN last_error ELSE $5 END,
-                     next_attempt_at = CASE WHEN $4 = 'retrying'
-                         THEN now() + make_interval(secs => $6) ELSE NULL END,
-                     completed_at = CASE WHEN $4 = 'completed' THEN now() ELSE completed_at END,
-                     dead_lettered_at = CASE WHEN $4 = 'dead_lettered' THEN now() ELSE dead_lettered_at END
-                 WHERE tenant_id = $1 AND id = $2 AND status = 'processing' AND total_attempts = $3
-                 RETURNING id)
-             UPDATE message_attempts SET finished_at = now(), outcome = $4, error = $5,
-                 http_status = $7, duration_ms = $8, response_excerpt = $9
-             WHERE message_id IN (SELECT id FROM m) AND attempt = $3
-             RETURNING 1",
-        )
-        .await?;
+    let stmt = client.prepare_cached(SETTLE).await?;
     let rows = client
         .query(
             &stmt,

@@ -164,3 +164,40 @@ pub(crate) fn unique_violation(err: &tokio_postgres::Error) -> Option<&str> {
         None
     }
 }
+
+/// `WHERE <column> = $1` for one tenant, nothing for every tenant (the admin views): two
+/// statements, not `($1 IS NULL OR col = $1)`, whose generic plan (connections plan
+/// generically, see [`pool`]) cannot use `column` in an index and reads every tenant's rows.
+pub(crate) struct TenantScope {
+    tenant: Option<uuid::Uuid>,
+}
+
+impl TenantScope {
+    pub(crate) fn new(tenant: Option<crate::domain::TenantId>) -> Self {
+        Self {
+            tenant: tenant.map(|t| t.0),
+        }
+    }
+
+    /// The condition on `column`, with `keyword` (`WHERE` or `AND`) before it; empty for all.
+    pub(crate) fn condition(&self, keyword: &str, column: &str) -> String {
+        condition(self.tenant.is_some(), keyword, column)
+    }
+
+    /// The statement's parameters: `$1` the tenant when scoped to one.
+    pub(crate) fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        match &self.tenant {
+            Some(t) => vec![t],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// See [`TenantScope::condition`]; `scoped` says whether one tenant's rows are asked for.
+pub fn condition(scoped: bool, keyword: &str, column: &str) -> String {
+    if scoped {
+        format!(" {keyword} {column} = $1::uuid")
+    } else {
+        String::new()
+    }
+}

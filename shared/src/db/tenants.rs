@@ -56,15 +56,24 @@ pub async fn get(pool: &Pool, id: TenantId) -> Result<Option<Tenant>> {
         .map(from_row))
 }
 
+/// A page of every tenant, newest first: after the cursor `$1` when `after` (then `$2` the
+/// limit), else from the first (`$1` the limit). Two texts, as in `messages::list_sql`.
+pub fn list_all_sql(after: bool) -> String {
+    if after {
+        format!("SELECT {COLUMNS} FROM tenants WHERE id < $1::uuid ORDER BY id DESC LIMIT $2::int8")
+    } else {
+        format!("SELECT {COLUMNS} FROM tenants ORDER BY id DESC LIMIT $1::int8")
+    }
+}
+
 /// Every tenant, newest first (admin view).
 pub async fn list_all(pool: &Pool, page: &PageRequest) -> Result<Vec<Tenant>> {
     let client = pool.get().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
-    );
-    let rows = client
-        .query(&sql, &[&page.after, &page.fetch_limit()])
-        .await?;
+    let limit = page.fetch_limit();
+    let rows = match &page.after {
+        Some(after) => client.query(&list_all_sql(true), &[after, &limit]).await?,
+        None => client.query(&list_all_sql(false), &[&limit]).await?,
+    };
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -59,10 +59,14 @@ pub async fn list(
     tenant: Option<TenantId>,
 ) -> Result<HashMap<(TenantId, String), UnmappedMessages>> {
     let client = pool.get().await?;
+    let scope = super::TenantScope::new(tenant);
     let rows = client
         .query(
-            "SELECT * FROM unmapped_messages WHERE $1::uuid IS NULL OR tenant_id = $1",
-            &[&tenant.map(|t| t.0)],
+            &format!(
+                "SELECT * FROM unmapped_messages{}",
+                scope.condition("WHERE", "tenant_id")
+            ),
+            &scope.params(),
         )
         .await?;
     Ok(rows.iter().map(from_row).collect())

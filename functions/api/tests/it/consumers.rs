@@ -247,3 +247,104 @@ async fn the_status_routes_show_unmapped_messages_per_queue() {
         "another tenant's queue of the same name is not counted"
     );
 }
+
+/// The `messages` figures of the tenant's `orders` queue in its status.
+async fn shown(app: &crate::helpers::TestApp, t: &str) -> serde_json::Value {
+    let r = app
+        .get(&format!("/api/v1/tenants/{t}/consumers"), &app.admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body["items"].as_array().unwrap();
+    let orders = items.iter().find(|i| i["queue_name"] == "orders").unwrap();
+    orders["messages"].clone()
+}
+
+/// The tenant's dead letters as stored.
+async fn stored(app: &crate::helpers::TestApp, t: shared::domain::TenantId) -> i64 {
+    let client = app.ctx.db.get().await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND status = 'dead_lettered'",
+            &[&t.0],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Dead letters per queue come from counters a trigger keeps (migration V13): they follow
+/// every way a message becomes or stops being one (dead-lettered by a consumer, redriven,
+/// deleted by retention) and match the rows.
+#[tokio::test]
+async fn the_status_counts_dead_letters_as_they_come_and_go() {
+    let app = spawn_app().await;
+    let t = app.create_tenant().await;
+    let tid: shared::domain::TenantId = t.parse().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let r = app.publish(&t, "orders", json!(n)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        ids.push(
+            r.body["id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    assert!(shown(&app, &t).await["dead_lettered"].is_null());
+
+    // A consumer dead-letters three.
+    let claimed = shared::db::messages::claim(
+        &app.ctx.db,
+        tid,
+        "orders",
+        &ids[..3],
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 3);
+    for c in &claimed {
+        let settled = shared::db::messages::settle(
+            &app.ctx.db,
+            tid,
+            c.id,
+            c.total_attempts,
+            &shared::db::messages::Settlement::DeadLettered { error: "gone" },
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert!(settled);
+    }
+    let messages = shown(&app, &t).await;
+    assert_eq!(messages["dead_lettered"], 3, "{messages}");
+    assert_eq!(messages["queued"], 1, "{messages}");
+    assert_eq!(stored(&app, tid).await, 3);
+
+    // One is redriven.
+    let r = app
+        .post(
+            &format!("/api/v1/tenants/{t}/dead-letters/redrive"),
+            &app.admin,
+            json!({ "message_ids": [ids[0]] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(shown(&app, &t).await["dead_lettered"], 2);
+    assert_eq!(stored(&app, tid).await, 2);
+
+    // One expires and the retention sweep deletes it.
+    let client = app.ctx.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE messages SET dead_lettered_at = now() - interval '40 days' WHERE id = $1",
+            &[&ids[1]],
+        )
+        .await
+        .unwrap();
+    shared::services::retention::sweep(&app.ctx).await.unwrap();
+    assert_eq!(shown(&app, &t).await["dead_lettered"], 1);
+    assert_eq!(stored(&app, tid).await, 1);
+}
