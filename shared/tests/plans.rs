@@ -233,6 +233,8 @@ fn request_path_statements() -> Vec<(String, String)> {
             messages::RELAY_MARK_REPUBLISHED.into(),
         ),
         ("relay: forget".into(), messages::RELAY_FORGET.into()),
+        ("replay by ids".into(), db::replay::by_ids_sql()),
+        ("replay by range".into(), db::replay::by_range_sql()),
     ];
     for shape in messages::ListShape::all() {
         all.push((format!("message list {shape:?}"), messages::list_sql(shape)));

@@ -26,7 +26,7 @@ const RESET: &str =
     RETURNING m.id, m.queue_name, m.body, m.headers, taken.status";
 
 /// The settled ones of `ids` (the tenant's only).
-pub const BY_IDS_SQL: &str = "WITH taken AS (
+const BY_IDS_SQL: &str = "WITH taken AS (
         SELECT id, status FROM messages
         WHERE tenant_id = $1 AND id = ANY($2) AND status IN ('completed', 'dead_lettered')
         ORDER BY id FOR UPDATE)";
@@ -34,7 +34,7 @@ pub const BY_IDS_SQL: &str = "WITH taken AS (
 /// The queue's settled messages of `statuses` with ids in (`after`, `before`), oldest first,
 /// at most `limit`: a window of the tenant's id index (ids are UUIDv7, so the window is a span
 /// of publish time).
-pub const BY_RANGE_SQL: &str = "WITH taken AS (
+const BY_RANGE_SQL: &str = "WITH taken AS (
         SELECT id, status FROM messages
         WHERE tenant_id = $1 AND id > $2 AND id < $3 AND queue_name = $4
           AND status = ANY($5::text[])
@@ -55,11 +55,19 @@ fn replayed(r: &Row) -> Option<Replayed> {
     })
 }
 
+/// The whole statement of a replay by ids (for the plans test too).
+pub fn by_ids_sql() -> String {
+    format!("{BY_IDS_SQL} {RESET}")
+}
+
+/// The whole statement of a replay by range.
+pub fn by_range_sql() -> String {
+    format!("{BY_RANGE_SQL} {RESET}")
+}
+
 pub async fn by_ids(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Replayed>> {
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!("{BY_IDS_SQL} {RESET}"))
-        .await?;
+    let stmt = client.prepare_cached(&by_ids_sql()).await?;
     let rows = client.query(&stmt, &[&tenant.0, &ids]).await?;
     Ok(rows.iter().filter_map(replayed).collect())
 }
@@ -73,9 +81,7 @@ pub async fn by_range(
     limit: i64,
 ) -> Result<Vec<Replayed>> {
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!("{BY_RANGE_SQL} {RESET}"))
-        .await?;
+    let stmt = client.prepare_cached(&by_range_sql()).await?;
     let rows = client
         .query(
             &stmt,
