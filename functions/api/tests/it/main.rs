@@ -13,4 +13,5 @@ mod limits;
 mod messages;
 mod relay;
 mod retention;
+mod schedule;
 mod tenants;
