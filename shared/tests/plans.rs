@@ -77,7 +77,7 @@ fn reads_by_key(plan: &str, table: &str) -> Result<(), String> {
             .find(|l| l.contains("Index Cond:"));
         let key_range =
             |c: &&str| line.contains("messages_ordering_") && c.contains("(ordering_key = ");
-        if !cond.is_some_and(|c| c.contains("(id = ") || key_range(&c)) {
+        if !cond.is_some_and(|c| c.contains("(id = ") || key_range(c)) {
             return Err(format!("{} without an id lookup", line.trim()));
         }
     }

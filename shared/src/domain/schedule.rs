@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::duration::parse_duration;
 use crate::error::{Code, Error};
@@ -45,7 +45,8 @@ pub fn resolve(
     if at - now > max {
         return Err(too_far(max_delay));
     }
-    Ok(Some(at))
+    // In microseconds, as PostgreSQL stores it, so the answer shows what is stored.
+    Ok(Some(at.trunc_subsecs(6)))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn resolves_either_form_within_the_maximum() {
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         assert_eq!(resolve(None, None, now, WEEK).unwrap(), None);
         assert_eq!(
             resolve(Some("15m"), None, now, WEEK).unwrap(),
