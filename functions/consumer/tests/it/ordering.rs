@@ -177,6 +177,11 @@ fn spawn_consumer(db_url: &str, tenant: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_consumer"))
         .env("DATABASE_URL", db_url)
         .env("CONSUMER_TENANTS", tenant)
+        // Its own metrics port: another test's consumer process may hold the default one.
+        .env(
+            "CONSUMER_METRICS_PORT",
+            shared::testkit::free_port().to_string(),
+        )
         .env("CONSUMER_BATCH_SIZE", "10")
         .env("CONSUMER_PROCESSING_TIMEOUT", "2s")
         .env("CONSUMER_CONFIG_POLL_INTERVAL", "200ms")
@@ -203,7 +208,9 @@ async fn order_holds_across_a_consumer_killed_mid_way() {
     let by_key = publish_keyed(&ctx, t, "orders", 3, 6).await;
 
     let mut first = spawn_consumer(&ctx.config.database_url, &t.to_string());
-    for _ in 0..400 {
+    // Generous: the binary starts slowly on a loaded machine; it is killed as soon as it is
+    // part-way through.
+    for _ in 0..2400 {
         if seen.lock().unwrap().len() >= 4 {
             break;
         }
