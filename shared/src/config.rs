@@ -228,6 +228,8 @@ fn min_workers(batch_size: usize, processing: Duration, function: Duration) -> u
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
+    /// The longest a publish may delay a message (`MESSAGE_MAX_DELAY`, at least 7 days).
+    pub max_delay: Duration,
     pub max_page_size: u32,
     /// Per-tenant limits that apply unless the tenant has its own (`PUT .../limits`).
     pub tenant: TenantLimitDefaults,
@@ -244,8 +246,8 @@ pub struct TenantLimitDefaults {
     pub max_queues: u32,
     /// Largest message body (`TENANT_MAX_MESSAGE_BYTES`, default `MESSAGE_MAX_BODY_BYTES`).
     pub max_message_bytes: u32,
-    /// Unsettled messages (pending, queued, processing, retrying) a tenant may have stored
-    /// (`TENANT_MAX_BACKLOG`, 0: unlimited).
+    /// Unsettled messages (scheduled, pending, queued, processing, retrying) a tenant may have
+    /// stored (`TENANT_MAX_BACKLOG`, 0: unlimited).
     pub max_backlog: u64,
     /// How long an instance keeps a tenant's limits and backlog count before reading them again
     /// (`TENANT_LIMITS_CACHE_TTL`).
@@ -706,6 +708,7 @@ impl Config {
             limits: Limits {
                 max_body_bytes,
                 max_batch_items: v.parse("MESSAGE_MAX_BATCH_ITEMS", 1000)?,
+                max_delay: v.duration("MESSAGE_MAX_DELAY", "7d")?,
                 max_page_size,
                 tenant: TenantLimitDefaults {
                     publish_rate,

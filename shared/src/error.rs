@@ -79,6 +79,9 @@ error_codes! {
     InvalidRetryDelay = "invalid_retry_delay", 400, "retry_delay_ms out of range";
     InvalidEndpointUrl = "invalid_endpoint_url", 400, "endpoint_url is not an absolute http(s) URL";
     InvalidReplay = "invalid_replay", 400, "a replay names neither ids nor a queue's time range, both, too many ids, an empty range, or a limit out of range";
+    InvalidOnDeadLetter = "invalid_on_dead_letter", 400, "on_dead_letter is neither `continue` nor `block`";
+    InvalidOrderingKey = "invalid_ordering_key", 400, "the ordering key breaks its rules (1-128 visible ASCII characters)";
+    InvalidDeliveryTime = "invalid_delivery_time", 400, "deliver_after or deliver_at is malformed, both are given, or the time is beyond MESSAGE_MAX_DELAY";
     InvalidBroker = "invalid_broker", 400, "a broker's id, URL or settings break their rules (no credentials in URLs), or no such broker is registered";
     Unauthorized = "unauthorized", 401, "no bearer token, or it is malformed, expired or badly signed";
     Forbidden = "forbidden", 403, "the token's role or tenant does not reach this route";
@@ -92,6 +95,7 @@ error_codes! {
     TenantNameTaken = "tenant_name_taken", 409, "another tenant has this name";
     TenantInactive = "tenant_inactive", 409, "the tenant is deactivated and accepts no messages";
     IdempotencyKeyReused = "idempotency_key_reused", 409, "the idempotency key was used for a different message";
+    MessageNotScheduled = "message_not_scheduled", 409, "only a scheduled message can be cancelled; this one is no longer scheduled";
     PayloadTooLarge = "payload_too_large", 413, "the request body is larger than the service accepts";
     MessageTooLarge = "message_too_large", 413, "message_body is larger than MESSAGE_MAX_BODY_BYTES";
     InvalidLimits = "invalid_limits", 400, "a tenant limit is out of range";

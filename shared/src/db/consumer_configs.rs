@@ -9,7 +9,7 @@ use crate::{
 };
 
 const COLUMNS: &str = "tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled, \
-                       endpoint_url, signing_secret, created_at, updated_at";
+                       endpoint_url, signing_secret, on_dead_letter, created_at, updated_at";
 
 fn from_row(row: &Row) -> ConsumerConfig {
     ConsumerConfig {
@@ -21,6 +21,10 @@ fn from_row(row: &Row) -> ConsumerConfig {
         enabled: row.get("enabled"),
         endpoint_url: row.get("endpoint_url"),
         signing_secret: row.get("signing_secret"),
+        on_dead_letter: row
+            .get::<_, &str>("on_dead_letter")
+            .parse()
+            .unwrap_or_default(),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -81,11 +85,13 @@ pub async fn upsert(
     };
     let sql = format!(
         "INSERT INTO consumer_configs AS c
-             (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled, endpoint_url, signing_secret)
+             (tenant_id, queue_name, workers, retry_attempts, retry_delay_ms, enabled, endpoint_url, signing_secret,
+              on_dead_letter)
          VALUES ($1, $2, $3, COALESCE($4::int, $9::int), COALESCE($5::bigint, $10::bigint),
-                 COALESCE($6::boolean, $12::boolean), $7::text, $8)
+                 COALESCE($6::boolean, $12::boolean), $7::text, $8, COALESCE($13::text, 'continue'))
          ON CONFLICT (tenant_id, queue_name) DO UPDATE SET
              workers = EXCLUDED.workers,
+             on_dead_letter = COALESCE($13::text, c.on_dead_letter),
              retry_attempts = COALESCE($4::int, c.retry_attempts),
              retry_delay_ms = COALESCE($5::bigint, c.retry_delay_ms),
              enabled = COALESCE($6::boolean, c.enabled),
@@ -109,6 +115,7 @@ pub async fn upsert(
                 &(new.retry_delay_ms as i64),
                 &endpoint_given,
                 &new.enabled,
+                &update.on_dead_letter.map(|o| o.as_str()),
             ],
         )
         .await?;

@@ -107,7 +107,7 @@ pub fn backlog_sql(tenant: TenantId, cap: u64) -> String {
     // A UUID and an integer, formatted by Rust: nothing to quote.
     format!(
         "SELECT count(*) FROM (SELECT 1 FROM messages
-             WHERE tenant_id = '{}' AND status IN ('pending', 'queued', 'processing', 'retrying')
+             WHERE tenant_id = '{}' AND status IN ('scheduled', 'pending', 'queued', 'processing', 'retrying')
              LIMIT {cap}) AS b",
         tenant.0
     )

@@ -11,8 +11,8 @@ use crate::{
 };
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, queue_name, body, headers, status, attempts, \
-    last_error, idempotency_key, next_attempt_at, created_at, updated_at, queued_at, \
-    completed_at, dead_lettered_at";
+    last_error, idempotency_key, ordering_key, deliver_at, next_attempt_at, created_at, \
+    updated_at, queued_at, completed_at, dead_lettered_at, cancelled_at";
 
 pub(crate) fn from_row(row: &Row) -> Message {
     let headers: serde_json::Value = row.get("headers");
@@ -29,12 +29,15 @@ pub(crate) fn from_row(row: &Row) -> Message {
         attempts: row.get("attempts"),
         last_error: row.get("last_error"),
         idempotency_key: row.get("idempotency_key"),
+        ordering_key: row.get("ordering_key"),
+        deliver_at: row.get("deliver_at"),
         next_attempt_at: row.get("next_attempt_at"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         queued_at: row.get("queued_at"),
         completed_at: row.get("completed_at"),
         dead_lettered_at: row.get("dead_lettered_at"),
+        cancelled_at: row.get("cancelled_at"),
     }
 }
 
@@ -54,7 +57,8 @@ pub const MARK_QUEUED: &str = "UPDATE messages SET status = 'queued', queued_at 
                               WHERE id = u.id OFFSET 0 FOR UPDATE SKIP LOCKED) m
                           WHERE m.tenant_id = u.tenant_id AND m.status = 'pending')";
 
-/// Claims `$3` ids of tenant `$1`'s queue `$2` for a lease of `$4` seconds; see [`claim`].
+/// Claims `$3` ids of tenant `$1`'s queue `$2` for a lease of `$4` seconds, a dead letter
+/// holding its key back when `$5`; see [`claim`].
 pub const CLAIM: &str = "WITH claimed AS (
                  UPDATE messages SET status = 'processing', attempts = attempts + 1,
                      total_attempts = total_attempts + 1,
@@ -67,8 +71,19 @@ pub const CLAIM: &str = "WITH claimed AS (
                    AND (messages.status IN ('pending', 'queued')
                         OR (messages.status = 'retrying' AND messages.next_attempt_at <= now() + interval '1 second')
                         OR (messages.status = 'processing' AND messages.locked_until < now()))
+                   AND NOT (messages.ordering_key IS NOT NULL AND (
+                       EXISTS (SELECT 1 FROM messages e
+                               WHERE e.tenant_id = $1 AND e.queue_name = $2
+                                 AND e.ordering_key = messages.ordering_key AND e.id <> messages.id
+                                 AND e.status IN ('pending', 'queued', 'processing', 'retrying')
+                                 AND (e.status = 'processing' OR e.ordering_seq < messages.ordering_seq))
+                       OR ($5 AND EXISTS (SELECT 1 FROM messages e
+                               WHERE e.tenant_id = $1 AND e.queue_name = $2
+                                 AND e.ordering_key = messages.ordering_key
+                                 AND e.status = 'dead_lettered'
+                                 AND e.ordering_seq < messages.ordering_seq))))
                  RETURNING messages.id, messages.attempts, messages.total_attempts, messages.body,
-                     messages.headers, messages.created_at),
+                     messages.headers, messages.created_at, messages.ordering_key),
              abandoned AS (
                  UPDATE message_attempts SET finished_at = now(), outcome = 'abandoned',
                      error = 'the worker stopped or timed out before settling'
@@ -102,24 +117,36 @@ pub const COMPLETE: &str = "WITH locked AS (
              RETURNING a.message_id";
 
 /// Inserts `$1` tenant's messages `($2 ids, $3 queues, $4 bodies, $5 headers, $6 idempotency
-/// keys)` as `pending`; see [`insert_pending`].
+/// keys, $7 ordering keys, $8 delivery times)` as `pending`, or `scheduled` where the delivery
+/// time is ahead; see [`insert_pending`]. Rows are numbered in the order given (ORDER BY n), so
+/// a batch's keyed messages take their key's sequence in request order.
 pub const INSERT_PENDING: &str =
-    "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status, idempotency_key)
-             SELECT m.id, $1::uuid, m.queue_name, m.body, m.headers, 'pending', m.key
-             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[])
-                  AS m(id, queue_name, body, headers, key)
-             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status = 'active')
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id";
+    "INSERT INTO messages (id, tenant_id, queue_name, body, headers, status, idempotency_key,
+                           ordering_key, ordering_seq, deliver_at)
+     SELECT m.id, $1::uuid, m.queue_name, m.body, m.headers, m.status, m.key, m.okey,
+            CASE WHEN m.okey IS NOT NULL AND m.status = 'pending'
+                 THEN nextval('messages_ordering_seq') END,
+            m.deliver_at
+     FROM (SELECT u.*, CASE WHEN u.deliver_at > now() THEN 'scheduled' ELSE 'pending' END
+                  AS status
+           FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[],
+                       $7::text[], $8::timestamptz[])
+                WITH ORDINALITY AS u(id, queue_name, body, headers, key, okey, deliver_at, n)
+           ORDER BY u.n) m
+     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status = 'active')
+     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id, status";
 
-/// Inserts the messages as `pending` in one statement, only while the tenant is active.
-/// Messages whose idempotency key the tenant already used are not inserted; their ids are
-/// absent from the returned list (as are all of them for an inactive or unknown tenant).
+/// Inserts the messages as `pending` (or `scheduled`, those whose `deliver_at` is ahead) in one
+/// statement, only while the tenant is active. Messages whose idempotency key the tenant
+/// already used are not inserted; their ids are absent from the returned list (as are all of
+/// them for an inactive or unknown tenant). Keyed `pending` messages take their place in their
+/// key's order here, in the order given.
 pub async fn insert_pending(
     client: &impl GenericClient,
     tenant: TenantId,
     messages: &[&NewMessage],
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<(Uuid, MessageStatus)>> {
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id.0).collect();
     let queues: Vec<&str> = messages.iter().map(|m| m.queue_name.as_str()).collect();
     let bodies: Vec<&serde_json::Value> = messages.iter().map(|m| &m.body).collect();
@@ -131,11 +158,35 @@ pub async fn insert_pending(
         .iter()
         .map(|m| m.idempotency_key.as_deref())
         .collect();
+    let ordering: Vec<Option<&str>> = messages.iter().map(|m| m.ordering_key.as_deref()).collect();
+    let deliver_at: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        messages.iter().map(|m| m.deliver_at).collect();
     let stmt = client.prepare_cached(INSERT_PENDING).await?;
     let rows = client
-        .query(&stmt, &[&tenant.0, &ids, &queues, &bodies, &headers, &keys])
+        .query(
+            &stmt,
+            &[
+                &tenant.0,
+                &ids,
+                &queues,
+                &bodies,
+                &headers,
+                &keys,
+                &ordering,
+                &deliver_at,
+            ],
+        )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let status = r
+                .get::<_, &str>(1)
+                .parse()
+                .unwrap_or(MessageStatus::Pending);
+            (r.get(0), status)
+        })
+        .collect())
 }
 
 /// `$1` tenant's messages stored under the idempotency keys `$2`.
@@ -296,7 +347,7 @@ fn consumable(tenant: &str, queue: &str) -> String {
     )
 }
 
-fn unsettled(r: &tokio_postgres::Row) -> Unsettled {
+pub(crate) fn unsettled(r: &tokio_postgres::Row) -> Unsettled {
     Unsettled {
         id: r.get("id"),
         tenant_id: TenantId(r.get("tenant_id")),
@@ -477,7 +528,7 @@ pub fn reset_dead_letters_sql(queue: bool, ids: bool) -> String {
              SELECT id FROM messages
              WHERE tenant_id = $1::uuid AND status = 'dead_lettered'{conditions}
              ORDER BY id LIMIT ${}::int8 FOR UPDATE SKIP LOCKED)
-         RETURNING id, queue_name, body, headers",
+         RETURNING id, queue_name, body, headers, ordering_key",
         n + 1
     )
 }
@@ -513,6 +564,8 @@ pub async fn reset_dead_letters(
                 body,
                 headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
                 idempotency_key: None,
+                ordering_key: r.get("ordering_key"),
+                deliver_at: None,
             })
         })
         .collect())
@@ -528,18 +581,21 @@ pub struct Claimed {
     pub body: serde_json::Value,
     pub headers: BTreeMap<String, String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub ordering_key: Option<String>,
 }
 
 /// Claims the messages that may run now, by compare-and-set: `pending`/`queued`, `retrying`
 /// that is due, or `processing` whose lease ran out (its worker died). Completed and
-/// dead-lettered messages, and ones another worker holds, are left alone. Also records the
-/// attempt, and closes an abandoned one.
+/// dead-lettered messages, and ones another worker holds, are left alone, and so is a keyed
+/// message while another of its key runs or an earlier one is unsettled (or dead-lettered,
+/// when `dead_letter_blocks`). Also records the attempt, and closes an abandoned one.
 pub async fn claim(
     pool: &Pool,
     tenant: TenantId,
     queue: &str,
     ids: &[Uuid],
     lease: std::time::Duration,
+    dead_letter_blocks: bool,
 ) -> Result<Vec<Claimed>> {
     let client = pool.get().await?;
     // One statement, so one round trip and one commit: the claim is taken when a worker is
@@ -552,7 +608,16 @@ pub async fn claim(
         )
         .await?;
     let rows = client
-        .query(&claim, &[&tenant.0, &queue, &ids, &lease.as_secs_f64()])
+        .query(
+            &claim,
+            &[
+                &tenant.0,
+                &queue,
+                &ids,
+                &lease.as_secs_f64(),
+                &dead_letter_blocks,
+            ],
+        )
         .await?;
     Ok(rows
         .iter()
@@ -563,6 +628,7 @@ pub async fn claim(
             body: r.get("body"),
             headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
             created_at: r.get("created_at"),
+            ordering_key: r.get("ordering_key"),
         })
         .collect())
 }
@@ -572,10 +638,31 @@ pub struct Standing {
     pub id: Uuid,
     pub status: MessageStatus,
     pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
+    pub queue_name: String,
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub ordering_key: Option<String>,
+    pub ordering_seq: Option<i64>,
+}
+
+impl Standing {
+    /// Whether the claim could have taken it but for an earlier message of its key.
+    pub fn claimable(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match self.status {
+            MessageStatus::Pending | MessageStatus::Queued => true,
+            MessageStatus::Retrying => self
+                .next_attempt_at
+                .is_some_and(|t| t <= now + chrono::Duration::seconds(1)),
+            MessageStatus::Processing => self.locked_until.is_some_and(|t| t < now),
+            _ => false,
+        }
+    }
 }
 
 /// How `$1` tenant's messages `$2` stand; see [`standing`].
-pub const STANDING: &str = "SELECT id, status, locked_until FROM messages WHERE tenant_id = $1::uuid AND id = ANY($2::uuid[])";
+pub const STANDING: &str =
+    "SELECT id, status, locked_until, queue_name, next_attempt_at, ordering_key,
+            ordering_seq
+     FROM messages WHERE tenant_id = $1::uuid AND id = ANY($2::uuid[])";
 
 pub async fn standing(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Standing>> {
     let client = pool.get().await?;
@@ -589,6 +676,10 @@ pub async fn standing(pool: &Pool, tenant: TenantId, ids: &[Uuid]) -> Result<Vec
                 .parse()
                 .unwrap_or(MessageStatus::Pending),
             locked_until: r.get("locked_until"),
+            queue_name: r.get("queue_name"),
+            next_attempt_at: r.get("next_attempt_at"),
+            ordering_key: r.get("ordering_key"),
+            ordering_seq: r.get("ordering_seq"),
         })
         .collect())
 }

@@ -23,7 +23,7 @@ const RESET: &str =
     "UPDATE messages m SET status = 'pending', attempts = 0, next_attempt_at = NULL,
         locked_until = NULL, completed_at = NULL, dead_lettered_at = NULL, updated_at = now()
     FROM taken WHERE m.id = taken.id
-    RETURNING m.id, m.queue_name, m.body, m.headers, taken.status";
+    RETURNING m.id, m.queue_name, m.body, m.headers, m.ordering_key, taken.status";
 
 /// The settled ones of `ids` (the tenant's only).
 const BY_IDS_SQL: &str = "WITH taken AS (
@@ -50,6 +50,9 @@ fn replayed(r: &Row) -> Option<Replayed> {
             body,
             headers: serde_json::from_value(r.get("headers")).unwrap_or_default(),
             idempotency_key: None,
+            // Its place in its key stays the one it took when first published.
+            ordering_key: r.get("ordering_key"),
+            deliver_at: None,
         },
         was: r.get("status"),
     })

@@ -56,16 +56,23 @@ pub async fn set(
 pub enum Settled {
     Completed,
     DeadLettered,
+    /// Cancelled while scheduled: kept as long as completed messages.
+    Cancelled,
 }
 
 impl Settled {
-    pub const ALL: [Settled; 2] = [Settled::Completed, Settled::DeadLettered];
+    pub const ALL: [Settled; 3] = [
+        Settled::Completed,
+        Settled::DeadLettered,
+        Settled::Cancelled,
+    ];
 
     /// The status, the column its age is read from, and the tenant's setting.
     fn columns(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Settled::Completed => ("completed", "completed_at", "completed_days"),
             Settled::DeadLettered => ("dead_lettered", "dead_lettered_at", "dead_lettered_days"),
+            Settled::Cancelled => ("cancelled", "cancelled_at", "completed_days"),
         }
     }
 }

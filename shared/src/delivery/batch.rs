@@ -7,7 +7,7 @@
 //! (the broker then redelivers it, which the claims make safe); a message's own failure never does.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +27,7 @@ use crate::{
         messages::{AttemptRecord, Claimed, Completion, Settlement},
     },
     delivery::{Outcome, Processed, Processor, Task},
-    domain::{ConsumerConfig, MessageId, MessageStatus},
+    domain::{ConsumerConfig, MessageId, MessageStatus, OnDeadLetter},
     error::{Error, Result},
     observability::metrics as m,
     outbox,
@@ -50,6 +50,9 @@ pub struct BatchReport {
     pub duplicates: usize,
     /// Held by another live worker: put back on a wait queue until its lease ends.
     pub deferred: usize,
+    /// Behind an earlier unsettled message of its ordering key at the batch's end: put on the
+    /// ordering wait tier, no attempt used, until that one settles.
+    pub held_back: usize,
     /// Not a message of ours (no or unknown id).
     pub unknown: usize,
     /// Not started before the invocation's deadline: back on the work queue, attempts unchanged.
@@ -65,6 +68,43 @@ impl BatchReport {
             // Taken over by another worker while running: its outcome was dropped.
             _ => self.duplicates += 1,
         }
+    }
+}
+
+/// How long a message held back by its ordering key waits on the broker before it is looked at
+/// again. A backstop only: the settle of the message holding it back sends it back at once.
+pub const ORDERING_RECHECK: Duration = Duration::from_secs(30);
+
+/// A keyed message the claim refused for an earlier unsettled one of its key.
+pub struct Held {
+    id: Uuid,
+    key: String,
+    seq: i64,
+}
+
+/// The batch's held-back messages by key, and the keys whose message settled in the batch.
+#[derive(Default)]
+struct HeldBack {
+    by_key: HashMap<String, Vec<(i64, Uuid)>>,
+    moved_on: HashSet<String>,
+}
+
+impl HeldBack {
+    fn add(&mut self, held: Vec<Held>) {
+        for h in held {
+            self.by_key.entry(h.key).or_default().push((h.seq, h.id));
+        }
+    }
+
+    /// The earliest held-back message of the key, taken out to be claimed.
+    fn next_of(&mut self, key: &str) -> Option<Uuid> {
+        let list = self.by_key.get_mut(key)?;
+        let (i, _) = list.iter().enumerate().min_by_key(|(_, (seq, _))| *seq)?;
+        let (_, id) = list.swap_remove(i);
+        if list.is_empty() {
+            self.by_key.remove(key);
+        }
+        Some(id)
     }
 }
 
@@ -87,6 +127,11 @@ impl BatchHandler {
     /// worker takes it, so a message waiting for a worker never outlives its lease and never
     /// runs twice at once, whatever `workers`, batch size and processing time. Messages left
     /// unstarted at the deadline go back to the work queue with their attempts unchanged.
+    ///
+    /// A keyed message the claim refuses because an earlier one of its key is unsettled waits
+    /// in the batch for that one if it runs here, and is claimed next when it settles; what
+    /// still waits at the end goes on a wait tier ([`ORDERING_RECHECK`], no attempt used), and
+    /// comes back at once when the message holding it back settles in a later batch.
     pub async fn handle(
         &self,
         queue: &QueueRef,
@@ -113,7 +158,9 @@ impl BatchHandler {
         let timeout = self.ctx.config.consumer.processing_timeout;
         let lease = timeout + SETTLE_MARGIN;
         let workers = config.workers.max(1) as usize;
+        let dead_letter_blocks = config.on_dead_letter == OnDeadLetter::Block;
 
+        let mut held = HeldBack::default();
         let mut running = FuturesUnordered::new();
         let mut first_fault: Option<Error> = None;
         loop {
@@ -121,8 +168,12 @@ impl BatchHandler {
             let may_start = first_fault.is_none() && Instant::now() + lease <= deadline;
             if free > 0 && may_start && !waiting.is_empty() {
                 let take: Vec<Uuid> = waiting.drain(..free.min(waiting.len())).collect();
-                let claimed = match self.claim(queue, &take, lease, &mut report).await {
-                    Ok(c) => c,
+                let claim = self.claim(queue, &take, lease, dead_letter_blocks, &mut report);
+                let claimed = match claim.await {
+                    Ok((claimed, blocked)) => {
+                        held.add(blocked);
+                        claimed
+                    }
                     Err(e) => {
                         first_fault = Some(e);
                         continue;
@@ -133,24 +184,43 @@ impl BatchHandler {
                         queue = %queue.queue_name, message_id = %c.id, attempt = c.attempts);
                     let config = &config;
                     running.push(
-                        async move { self.run_one(queue, config, &c).await }.instrument(span),
+                        async move {
+                            let outcome = self.run_one(queue, config, &c).await;
+                            (c.ordering_key, outcome)
+                        }
+                        .instrument(span),
                     );
                 }
                 continue;
             }
-            let Some(outcome) = running.next().await else {
+            let Some(first) = running.next().await else {
                 break;
             };
-            let mut settle = |outcome: Result<MessageStatus>| match outcome {
-                Ok(status) => report.count(status),
-                Err(e) => {
-                    first_fault.get_or_insert(e);
-                }
-            };
-            settle(outcome);
             // Workers that finished together free their slots together: one claim for all.
-            while let Some(Some(outcome)) = running.next().now_or_never() {
-                settle(outcome);
+            let mut finished = vec![first];
+            while let Some(Some(more)) = running.next().now_or_never() {
+                finished.push(more);
+            }
+            for (key, outcome) in finished {
+                match outcome {
+                    Ok(status) => {
+                        report.count(status);
+                        // Its key moves on when it completes, or is dead-lettered on a queue
+                        // whose dead letters do not hold their key back.
+                        let moves_on = status == MessageStatus::Completed
+                            || (status == MessageStatus::DeadLettered && !dead_letter_blocks);
+                        if let Some(key) = key.filter(|_| moves_on) {
+                            // The next of it waiting here is claimed next.
+                            if let Some(next) = held.next_of(&key) {
+                                waiting.push_front(next);
+                            }
+                            held.moved_on.insert(key);
+                        }
+                    }
+                    Err(e) => {
+                        first_fault.get_or_insert(e);
+                    }
+                }
             }
         }
         if let Some(e) = first_fault {
@@ -164,29 +234,67 @@ impl BatchHandler {
             self.put_back(queue, &ids).await?;
             report.put_back += ids.len();
         }
+        self.settle_held(queue, held, &mut report).await?;
         Ok(report)
     }
 
-    /// Claims `ids` for this worker; those it could not claim are sorted into the report.
+    /// After the batch: messages put aside in earlier batches behind a key that moved on here
+    /// go back on the work queue at once, and what is still held back here goes on the
+    /// ordering wait tier, marked as put aside so that the settle of the message holding it
+    /// back sends it back (this, in a later batch).
+    async fn settle_held(
+        &self,
+        queue: &QueueRef,
+        held: HeldBack,
+        report: &mut BatchReport,
+    ) -> Result<()> {
+        let left: Vec<Uuid> = held.by_key.values().flatten().map(|(_, id)| *id).collect();
+        let keys: Vec<String> = held.moved_on.into_iter().collect();
+        let tenant = queue.tenant_id;
+        let queue_name = queue.queue_name.as_str();
+        let next: Vec<Uuid> =
+            db::ordering::take_next_deferred(&self.ctx.db, tenant, queue_name, &keys)
+                .await?
+                .into_iter()
+                .filter(|id| !left.contains(id))
+                .collect();
+        if !next.is_empty() {
+            self.put_back(queue, &next).await?;
+        }
+        if !left.is_empty() {
+            db::ordering::mark_deferred(&self.ctx.db, tenant, &left).await?;
+            self.park(queue, &left, ORDERING_RECHECK, None).await?;
+            report.held_back += left.len();
+        }
+        let labels = m::tq(&queue.tenant_id, queue_name);
+        metrics::counter!(m::ORDERING_DEFERRED, &labels).increment(left.len() as u64);
+        Ok(())
+    }
+
+    /// Claims `ids` for this worker; those it could not claim are sorted into the report, but
+    /// for the keyed ones held back by an earlier message of their key, which are returned.
     async fn claim(
         &self,
         queue: &QueueRef,
         ids: &[Uuid],
         lease: Duration,
+        dead_letter_blocks: bool,
         report: &mut BatchReport,
-    ) -> Result<Vec<Claimed>> {
+    ) -> Result<(Vec<Claimed>, Vec<Held>)> {
         let claimed = db::messages::claim(
             &self.ctx.db,
             queue.tenant_id,
             queue.queue_name.as_str(),
             ids,
             lease,
+            dead_letter_blocks,
         )
         .await?;
+        let mut held = Vec::new();
         if claimed.len() < ids.len() {
-            self.sort_unclaimed(queue, ids, &claimed, report).await?;
+            held = self.sort_unclaimed(queue, ids, &claimed, report).await?;
         }
-        Ok(claimed)
+        Ok((claimed, held))
     }
 
     async fn config_of(&self, queue: &QueueRef) -> Result<ConsumerConfig> {
@@ -203,15 +311,16 @@ impl BatchHandler {
         }))
     }
 
-    /// Unclaimed messages are duplicates, unknown, or busy with another worker; busy ones go
-    /// back to the broker (via a wait queue) so they are looked at again after the lease.
+    /// Unclaimed messages are duplicates, unknown, busy with another worker, or held back by
+    /// an earlier message of their key (returned); busy ones go back to the broker (via a wait
+    /// queue) so they are looked at again after the lease.
     async fn sort_unclaimed(
         &self,
         queue: &QueueRef,
         ids: &[Uuid],
         claimed: &[Claimed],
         report: &mut BatchReport,
-    ) -> Result<()> {
+    ) -> Result<Vec<Held>> {
         let unclaimed: Vec<Uuid> = ids
             .iter()
             .filter(|id| !claimed.iter().any(|c| c.id == **id))
@@ -221,11 +330,20 @@ impl BatchHandler {
         report.unknown += unclaimed.len() - standings.len();
         let now = chrono::Utc::now();
         let mut busy: HashMap<u64, Vec<Uuid>> = HashMap::new();
+        let mut held = Vec::new();
         for s in standings {
             match (s.status, s.locked_until) {
                 (MessageStatus::Processing, Some(until)) if until > now => {
                     let wait_secs = (until - now).num_seconds().max(0) as u64 + 1;
                     busy.entry(wait_secs).or_default().push(s.id);
+                }
+                // The claim could have taken it but for an earlier message of its key.
+                _ if s.claimable(now) && s.queue_name == queue.queue_name.as_str() => {
+                    match (s.ordering_key, s.ordering_seq) {
+                        (Some(key), Some(seq)) => held.push(Held { id: s.id, key, seq }),
+                        // Moved on between the claim and this read.
+                        _ => report.duplicates += 1,
+                    }
                 }
                 _ => report.duplicates += 1,
             }
@@ -235,7 +353,7 @@ impl BatchHandler {
             self.park(queue, &ids, Duration::from_secs(secs), None)
                 .await?;
         }
-        Ok(())
+        Ok(held)
     }
 
     async fn run_one(

@@ -260,6 +260,7 @@ mod tests {
             enabled: true,
             endpoint_url: Some(url),
             signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            on_dead_letter: Default::default(),
             created_at: now,
             updated_at: now,
         };

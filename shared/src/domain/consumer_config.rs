@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{QueueName, TenantId, bounds::IntRange};
+use super::{OnDeadLetter, QueueName, TenantId, bounds::IntRange};
 use crate::{
     config::ConsumerDefaults,
     error::{Code, Error},
@@ -80,6 +80,8 @@ pub struct ConsumerConfig {
     pub endpoint_url: Option<String>,
     /// The Standard Webhooks secret (`whsec_...`) that signs deliveries to `endpoint_url`.
     pub signing_secret: String,
+    /// What the later messages of an ordering key do once one is dead-lettered.
+    pub on_dead_letter: OnDeadLetter,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -103,6 +105,7 @@ impl ConsumerConfig {
             enabled: true,
             endpoint_url: None,
             signing_secret,
+            on_dead_letter: OnDeadLetter::default(),
             created_at: now,
             updated_at: now,
         }
@@ -125,6 +128,8 @@ pub struct ConsumerConfigUpdate {
     pub enabled: Option<bool>,
     /// `Some(None)` clears the endpoint.
     pub endpoint_url: Option<Option<String>>,
+    /// Set after [`ConsumerConfigUpdate::parse`] (`OnDeadLetter::from_str`); `None` keeps it.
+    pub on_dead_letter: Option<OnDeadLetter>,
 }
 
 impl ConsumerConfigUpdate {
@@ -194,6 +199,7 @@ impl ConsumerConfigUpdate {
             retry_delay_ms,
             enabled,
             endpoint_url,
+            on_dead_letter: None,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! Human durations in configuration: `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+//! Human durations in configuration: `250ms`, `5s`, `2m`, `1h`, `7d`, or a bare number of
+//! seconds.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "" | "s" => n.checked_mul(1_000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
+        "d" => n.checked_mul(86_400_000),
+        other => return Err(format!("unknown unit {other:?}; use ms, s, m, h or d")),
     };
     ms.map(Duration::from_millis)
         .ok_or_else(|| "duration too large".to_string())
@@ -31,6 +33,7 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         for bad in ["", "s", "5 days", "-1s", "1.5s", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

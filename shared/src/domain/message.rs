@@ -9,11 +9,14 @@ use serde_json::Value;
 use super::{MessageId, QueueName, TenantId, headers};
 use crate::error::{Code, Error};
 
-/// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`.
+/// `pending -> queued -> processing -> completed`, or `-> retrying -> ... -> dead_lettered`;
+/// a delayed message starts `scheduled` (then `pending` when due, or `cancelled`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
+    /// Stored until its `deliver_at`; only PostgreSQL holds it, the broker nothing.
+    Scheduled,
     /// Stored, not yet confirmed by the broker; the outbox relay republishes it.
     Pending,
     Queued,
@@ -21,32 +24,41 @@ pub enum MessageStatus {
     Retrying,
     Completed,
     DeadLettered,
+    /// Cancelled while scheduled; never delivered.
+    Cancelled,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 6] = [
+    pub const ALL: [MessageStatus; 8] = [
+        MessageStatus::Scheduled,
         MessageStatus::Pending,
         MessageStatus::Queued,
         MessageStatus::Processing,
         MessageStatus::Retrying,
         MessageStatus::Completed,
         MessageStatus::DeadLettered,
+        MessageStatus::Cancelled,
     ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
+            MessageStatus::Scheduled => "scheduled",
             MessageStatus::Pending => "pending",
             MessageStatus::Queued => "queued",
             MessageStatus::Processing => "processing",
             MessageStatus::Retrying => "retrying",
             MessageStatus::Completed => "completed",
             MessageStatus::DeadLettered => "dead_lettered",
+            MessageStatus::Cancelled => "cancelled",
         }
     }
 
     /// No further processing happens in these states (until a redrive).
     pub fn is_final(&self) -> bool {
-        matches!(self, MessageStatus::Completed | MessageStatus::DeadLettered)
+        matches!(
+            self,
+            MessageStatus::Completed | MessageStatus::DeadLettered | MessageStatus::Cancelled
+        )
     }
 }
 
@@ -65,7 +77,7 @@ impl FromStr for MessageStatus {
             .ok_or_else(|| {
                 Error::invalid(
                     Code::InvalidStatus,
-                    "status must be one of pending, queued, processing, retrying, completed, dead_lettered",
+                    "status must be one of scheduled, pending, queued, processing, retrying, completed, dead_lettered, cancelled",
                 )
             })
     }
@@ -85,12 +97,17 @@ pub struct Message {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Messages of one key in one queue run one at a time, in order.
+    pub ordering_key: Option<String>,
+    /// When a delayed message may first be delivered; null for one published undelayed.
+    pub deliver_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub queued_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub dead_lettered_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 pub const MAX_HEADERS: usize = 32;
@@ -109,6 +126,17 @@ pub struct NewMessage {
     pub body_bytes: Vec<u8>,
     pub headers: BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
+    pub ordering_key: Option<String>,
+    /// Stored `scheduled` when this is still ahead at insert.
+    pub deliver_at: Option<DateTime<Utc>>,
+}
+
+/// How a message is to be delivered besides its content: its ordering key and delay.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryOptions {
+    pub ordering_key: Option<String>,
+    /// Already resolved (`schedule::resolve`).
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 impl NewMessage {
@@ -117,6 +145,7 @@ impl NewMessage {
         body: Value,
         headers: Option<BTreeMap<String, String>>,
         idempotency_key: Option<String>,
+        delivery: DeliveryOptions,
         max_body_bytes: usize,
     ) -> Result<Self, Error> {
         let queue_name = check_form(
@@ -124,6 +153,7 @@ impl NewMessage {
             &body,
             headers.as_ref(),
             idempotency_key.as_deref(),
+            delivery.ordering_key.as_deref(),
         )?;
         let body_bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.into()))?;
         if body_bytes.len() > max_body_bytes {
@@ -142,6 +172,8 @@ impl NewMessage {
             body_bytes,
             headers: headers.unwrap_or_default(),
             idempotency_key,
+            ordering_key: delivery.ordering_key,
+            deliver_at: delivery.deliver_at,
         })
     }
 }
@@ -154,6 +186,7 @@ pub fn check_form(
     body: &Value,
     headers: Option<&BTreeMap<String, String>>,
     idempotency_key: Option<&str>,
+    ordering_key: Option<&str>,
 ) -> Result<QueueName, Error> {
     let queue_name = QueueName::parse(queue_name)?;
     if body.is_null() {
@@ -174,6 +207,9 @@ pub fn check_form(
     }
     if let Some(key) = idempotency_key {
         validate_idempotency_key(key)?;
+    }
+    if let Some(key) = ordering_key {
+        super::ordering::validate_ordering_key(key)?;
     }
     Ok(queue_name)
 }
@@ -253,7 +289,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        NewMessage::parse("orders", body, Some(headers), None, 64)
+        NewMessage::parse(
+            "orders",
+            body,
+            Some(headers),
+            None,
+            DeliveryOptions::default(),
+            64,
+        )
     }
 
     #[test]

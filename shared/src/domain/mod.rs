@@ -10,8 +10,10 @@ pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod ordering;
 pub mod page;
 pub mod retention;
+pub mod schedule;
 pub mod tenant;
 
 pub use capacity::{ConcurrencyBudget, Tier};
@@ -19,5 +21,6 @@ pub use consumer_config::{ConsumerConfig, ConsumerConfigUpdate, Workers};
 pub use ids::{MessageId, TenantId};
 pub use message::{Message, MessageStatus};
 pub use names::{QueueName, TenantName};
+pub use ordering::OnDeadLetter;
 pub use page::{Page, PageRequest};
 pub use tenant::{Tenant, TenantStatus};

@@ -23,6 +23,9 @@ pub const QUEUE_UNACKED: &str = "msgsvc_queue_messages_unacked";
 pub const QUEUE_OLDEST_AGE: &str = "msgsvc_queue_oldest_pending_age_seconds";
 pub const RELAY_REPUBLISHED: &str = "msgsvc_relay_republished_total";
 pub const RELAY_SWEEPS: &str = "msgsvc_relay_sweeps_total";
+pub const MESSAGES_SCHEDULED: &str = "msgsvc_messages_scheduled";
+pub const SCHEDULED_RELEASED: &str = "msgsvc_scheduled_released_total";
+pub const ORDERING_DEFERRED: &str = "msgsvc_ordering_deferred_total";
 pub const RETENTION_DELETED: &str = "msgsvc_retention_deleted_total";
 pub const BATCHES_FAILED: &str = "msgsvc_consumer_batches_failed_total";
 pub const UNMAPPED_MESSAGES: &str = "msgsvc_consumer_unmapped_messages_total";
@@ -183,6 +186,30 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &[],
         exported_by: API,
         help: "Outbox relay sweeps run.",
+    },
+    MetricDef {
+        name: MESSAGES_SCHEDULED,
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        labels: &[],
+        exported_by: API,
+        help: "Messages stored scheduled for later delivery, all tenants, as of the relay's last tick.",
+    },
+    MetricDef {
+        name: SCHEDULED_RELEASED,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        labels: &[],
+        exported_by: API,
+        help: "Scheduled messages the relay released to their queues when they came due.",
+    },
+    MetricDef {
+        name: ORDERING_DEFERRED,
+        kind: Kind::Counter,
+        unit: Unit::Count,
+        labels: TQ,
+        exported_by: CONSUMER,
+        help: "Deliveries put aside behind an earlier unsettled message of their ordering key (no attempt used).",
     },
     MetricDef {
         name: RETENTION_DELETED,

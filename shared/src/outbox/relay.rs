@@ -11,19 +11,27 @@ use crate::{
     AppContext, broker::QueueRef, db, domain::QueueName, error::Result, observability::metrics as m,
 };
 
+/// Release batches per tick at most (`RELAY_BATCH` messages each); what is left goes in the
+/// next tick, so one tick never holds the schedule for long.
+const RELEASE_BATCHES: usize = 10;
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RelayReport {
     pub republished: usize,
     pub failed: usize,
 }
 
-/// One sweep: unsettled messages (see `db::messages::relay_take_unsettled`), then `queued`
-/// ones whose copies the broker no longer holds ([`recover_lost`]).
+/// One sweep: scheduled messages that came due ([`release_due`]), unsettled messages (see
+/// `db::messages::relay_take_unsettled`), then `queued` ones whose copies the broker no longer
+/// holds ([`recover_lost`]).
 pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
     let cfg = &ctx.config.relay;
     metrics::counter!(m::RELAY_SWEEPS).increment(1);
+    let mut report = release_due(ctx).await?;
     let stale = db::messages::relay_take_unsettled(&ctx.db, cfg.stale_after, cfg.batch).await?;
-    let mut report = republish(ctx, &stale).await?;
+    let unsettled = republish(ctx, &stale).await?;
+    report.republished += unsettled.republished;
+    report.failed += unsettled.failed;
     let lost = recover_lost(ctx).await?;
     report.republished += lost.republished;
     report.failed += lost.failed;
@@ -35,6 +43,35 @@ pub async fn run_once(ctx: &AppContext) -> Result<RelayReport> {
             failed = report.failed,
             "outbox relay sweep"
         );
+    }
+    Ok(report)
+}
+
+/// Scheduled messages that came due go to `pending` and onto their work queues like a fresh
+/// publish: `RELAY_BATCH` at a time, [`RELEASE_BATCHES`] batches at most, the rest in the next
+/// tick. One the broker does not confirm stays `pending`, which the unsettled sweep
+/// republishes after `RELAY_STALE_AFTER`.
+async fn release_due(ctx: &AppContext) -> Result<RelayReport> {
+    let cfg = &ctx.config.relay;
+    let mut report = RelayReport::default();
+    let mut released = 0;
+    for _ in 0..RELEASE_BATCHES {
+        let due = db::schedule::release_due(&ctx.db, cfg.batch).await?;
+        released += due.len();
+        let r = republish(ctx, &due).await?;
+        report.republished += r.republished;
+        report.failed += r.failed;
+        if (due.len() as i64) < cfg.batch || r.failed > 0 {
+            break;
+        }
+    }
+    metrics::counter!(m::SCHEDULED_RELEASED).increment(released as u64);
+    match db::schedule::count(&ctx.db).await {
+        Ok(scheduled) => metrics::gauge!(m::MESSAGES_SCHEDULED).set(scheduled as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count scheduled messages"),
+    }
+    if released > 0 {
+        tracing::info!(released, "scheduled messages came due");
     }
     Ok(report)
 }

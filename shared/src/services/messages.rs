@@ -14,18 +14,27 @@ use crate::{
     broker::QueueRef,
     control_plane::Job,
     db,
-    domain::{Message, MessageId, MessageStatus, Page, PageRequest, TenantId, message::NewMessage},
+    domain::{
+        Message, MessageId, MessageStatus, Page, PageRequest, TenantId,
+        message::{DeliveryOptions, NewMessage},
+        schedule,
+    },
     error::{Code, Error, Result},
     services::limits::EffectiveLimits,
 };
 
 /// One message as a client asks to publish it (not yet validated).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PublishItem {
     pub queue_name: String,
     pub message_body: Value,
     pub headers: Option<BTreeMap<String, String>>,
     pub idempotency_key: Option<String>,
+    pub ordering_key: Option<String>,
+    /// A duration from now (`30s`, `15m`, `7d`); see `domain::schedule`.
+    pub deliver_after: Option<String>,
+    /// An RFC 3339 time.
+    pub deliver_at: Option<String>,
 }
 
 /// What the API answers for an accepted message.
@@ -36,13 +45,15 @@ pub struct Accepted {
     pub queue_name: String,
     pub status: MessageStatus,
     pub created_at: DateTime<Utc>,
+    /// When a delayed message comes due (status `scheduled` until then); null when not delayed.
+    pub deliver_at: Option<DateTime<Utc>>,
     /// True when an earlier publish with the same idempotency key is returned.
     pub idempotent_replay: bool,
 }
 
 pub async fn publish(ctx: &AppContext, tenant: TenantId, item: PublishItem) -> Result<Accepted> {
     let limits = super::limits::effective(ctx, tenant).await?;
-    let msg = validate(&limits, item)?;
+    let msg = validate(ctx, &limits, item)?;
     super::limits::admit_publish(ctx, tenant, &limits, 1).await?;
     publish_valid(ctx, tenant, &limits, vec![msg])
         .await?
@@ -69,7 +80,7 @@ pub async fn publish_batch(
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        match validate(&limits, item) {
+        match validate(ctx, &limits, item) {
             Ok(msg) => {
                 valid.push(msg);
                 slots.push(i);
@@ -94,12 +105,23 @@ pub async fn publish_batch(
         .collect())
 }
 
-fn validate(limits: &EffectiveLimits, item: PublishItem) -> Result<NewMessage> {
+fn validate(ctx: &AppContext, limits: &EffectiveLimits, item: PublishItem) -> Result<NewMessage> {
+    let deliver_at = schedule::resolve(
+        item.deliver_after.as_deref(),
+        item.deliver_at.as_deref(),
+        Utc::now(),
+        ctx.config.limits.max_delay,
+    )?;
+    let delivery = DeliveryOptions {
+        ordering_key: item.ordering_key,
+        deliver_at,
+    };
     NewMessage::parse(
         &item.queue_name,
         item.message_body,
         item.headers,
         item.idempotency_key,
+        delivery,
         limits.max_message_bytes as usize,
     )
 }
@@ -116,11 +138,14 @@ async fn publish_valid(
 
     let refs: Vec<&NewMessage> = messages.iter().collect();
     let client = ctx.db.get().await?;
-    let inserted: std::collections::HashSet<uuid::Uuid> =
-        db::messages::insert_pending(&client, tenant, &refs)
-            .await?
-            .into_iter()
-            .collect();
+    let stored = db::messages::insert_pending(&client, tenant, &refs).await?;
+    let inserted: std::collections::HashSet<uuid::Uuid> = stored.iter().map(|s| s.0).collect();
+    // Scheduled messages stay in PostgreSQL until the relay releases them.
+    let scheduled: std::collections::HashSet<uuid::Uuid> = stored
+        .iter()
+        .filter(|s| s.1 == MessageStatus::Scheduled)
+        .map(|s| s.0)
+        .collect();
     ctx.limits.add_backlog(tenant, inserted.len() as u64);
     // From here on some messages may be stored: a fault must not fail the call, or a client
     // retrying without an idempotency key would store them twice. It answers for the items it
@@ -135,7 +160,7 @@ async fn publish_valid(
 
     let fresh: Vec<&NewMessage> = messages
         .iter()
-        .filter(|m| inserted.contains(&m.id.0))
+        .filter(|m| inserted.contains(&m.id.0) && !scheduled.contains(&m.id.0))
         .collect();
     let confirmed = crate::outbox::enqueue(ctx, tenant, &fresh).await;
 
@@ -144,7 +169,9 @@ async fn publish_valid(
         .iter()
         .map(|msg| {
             if inserted.contains(&msg.id.0) {
-                let status = if confirmed.contains(&msg.id.0) {
+                let status = if scheduled.contains(&msg.id.0) {
+                    MessageStatus::Scheduled
+                } else if confirmed.contains(&msg.id.0) {
                     MessageStatus::Queued
                 } else {
                     MessageStatus::Pending
@@ -154,6 +181,7 @@ async fn publish_valid(
                     queue_name: msg.queue_name.to_string(),
                     status,
                     created_at: now,
+                    deliver_at: msg.deliver_at,
                     idempotent_replay: false,
                 });
             }
@@ -168,6 +196,7 @@ async fn publish_valid(
                     queue_name: prior.queue_name.clone(),
                     status: prior.status,
                     created_at: prior.created_at,
+                    deliver_at: prior.deliver_at,
                     idempotent_replay: true,
                 }),
                 Some(_) => Err(Error::conflict(
@@ -203,10 +232,13 @@ async fn find_replays(
         .collect())
 }
 
+/// The delay is not compared: `deliver_after` is relative, so a retried publish asks for a
+/// later time than the first; the first message's time stands.
 fn same_request(prior: &Message, msg: &NewMessage) -> bool {
     prior.queue_name == msg.queue_name.as_str()
         && prior.message_body == msg.body
         && prior.headers == msg.headers
+        && prior.ordering_key == msg.ordering_key
 }
 
 /// The first time this instance sees one of the tenant's queues: creates its consumer config
@@ -324,4 +356,20 @@ pub async fn list(
 ) -> Result<Page<Message>> {
     let rows = db::messages::list(&ctx.db, tenant, filter, page).await?;
     Ok(Page::from_rows(rows, page, |m| m.id.0))
+}
+
+/// Cancels a scheduled message: it is never delivered. 409 `message_not_scheduled` once it is
+/// no longer scheduled (released, or cancelled before).
+pub async fn cancel(ctx: &AppContext, tenant: TenantId, id: MessageId) -> Result<Message> {
+    if let Some(cancelled) = db::schedule::cancel(&ctx.db, tenant, id).await? {
+        return Ok(cancelled);
+    }
+    let current = get(ctx, tenant, id).await?;
+    Err(Error::conflict(
+        Code::MessageNotScheduled,
+        format!(
+            "the message is {}; only a scheduled message can be cancelled",
+            current.status
+        ),
+    ))
 }

@@ -86,7 +86,7 @@ pub async fn sweep(ctx: &AppContext) -> Result<SweepReport> {
     let mut report = SweepReport::default();
     for status in Settled::ALL {
         let default_days = match status {
-            Settled::Completed => cfg.completed_days,
+            Settled::Completed | Settled::Cancelled => cfg.completed_days,
             Settled::DeadLettered => cfg.dead_lettered_days,
         };
         for _ in 0..cfg.max_batches {

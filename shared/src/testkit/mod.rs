@@ -238,6 +238,7 @@ pub async fn publish(ctx: &AppContext, t: TenantId, queue: &str, body: Value) ->
         message_body: body,
         headers: None,
         idempotency_key: None,
+        ..Default::default()
     };
     let accepted = crate::services::messages::publish(ctx, t, item)
         .await

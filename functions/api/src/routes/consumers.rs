@@ -54,6 +54,10 @@ pub(crate) struct ConfigRequest {
     #[serde(default, deserialize_with = "explicit")]
     #[schema(schema_with = endpoint_url_schema)]
     endpoint_url: Option<Option<String>>,
+    /// What the later messages of an ordering key do once one of them is dead-lettered:
+    /// `continue` (the default) or `block` (they wait until it is redriven and completes).
+    #[schema(value_type = Option<shared::domain::OnDeadLetter>)]
+    on_dead_letter: Option<String>,
 }
 
 fn retry_attempts_schema() -> utoipa::openapi::Object {
@@ -87,7 +91,7 @@ async fn configure(
     PathParams(QueueNameParam { queue_name: queue }): PathParams<QueueNameParam>,
     JsonBody(req): JsonBody<ConfigRequest>,
 ) -> ApiResult<Json<ConsumerConfig>> {
-    let update = ConsumerConfigUpdate::parse(
+    let mut update = ConsumerConfigUpdate::parse(
         &queue,
         req.workers,
         req.retry_attempts,
@@ -96,6 +100,7 @@ async fn configure(
         req.endpoint_url,
         &s.ctx.config.consumer,
     )?;
+    update.on_dead_letter = req.on_dead_letter.as_deref().map(str::parse).transpose()?;
     Ok(Json(consumers::configure(&s.ctx, tenant, &update).await?))
 }
 

@@ -12,7 +12,7 @@ use shared::error::Code;
 use shared::{
     Error,
     db::{attempts::Attempt, messages::MessageFilter},
-    domain::{Message, MessageId, MessageStatus, Page, message::check_form},
+    domain::{Message, MessageId, MessageStatus, Page, message::check_form, schedule},
     services::messages::{self, Accepted, MessageView, PublishItem},
 };
 
@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(route!(list))
         .routes(route!(publish_batch))
         .routes(route!(show))
+        .routes(route!(cancel))
         .routes(route!(attempts))
 }
 
@@ -51,6 +52,20 @@ pub(crate) struct PublishRequest {
     #[serde(default)]
     #[schema(schema_with = super::schemas::headers_schema)]
     headers: Option<BTreeMap<String, String>>,
+    /// Messages of one key in one queue are processed one at a time, in publish order.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    ordering_key: Option<String>,
+    /// Deliver no sooner than this long from now (`30s`, `15m`, `2h`, `7d`; at most
+    /// `MESSAGE_MAX_DELAY`); not with `deliver_at`.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]+(ms|s|m|h|d)?$")]
+    deliver_after: Option<String>,
+    /// Deliver no sooner than this time (RFC 3339; at most `MESSAGE_MAX_DELAY` ahead, a past
+    /// time is now); not with `deliver_after`.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    deliver_at: Option<String>,
 }
 
 /// Publish one message. With an `Idempotency-Key` header, a repeated publish returns the first
@@ -84,6 +99,9 @@ async fn publish(
         message_body: req.message_body,
         headers: req.headers,
         idempotency_key,
+        ordering_key: req.ordering_key,
+        deliver_after: req.deliver_after,
+        deliver_at: req.deliver_at,
     };
     let accepted = messages::publish(&s.ctx, tenant, item).await?;
     let replay = accepted.idempotent_replay;
@@ -120,11 +138,30 @@ pub(crate) struct BatchItem {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
+    /// Messages of one key in one queue are processed one at a time, in publish order.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    ordering_key: Option<String>,
+    /// Deliver no sooner than this long from now (`30s`, `15m`, `2h`, `7d`; at most
+    /// `MESSAGE_MAX_DELAY`); not with `deliver_at`.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]+(ms|s|m|h|d)?$")]
+    deliver_after: Option<String>,
+    /// Deliver no sooner than this time (RFC 3339; at most `MESSAGE_MAX_DELAY` ahead, a past
+    /// time is now); not with `deliver_after`.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    deliver_at: Option<String>,
 }
 
 impl BatchItem {
-    /// The item at `index`, when it meets the document's item schema.
-    fn read(index: usize, raw: Value) -> Result<PublishItem, Error> {
+    /// The item at `index`, when it meets the document's item schema (a delay beyond
+    /// `max_delay` included: it is the deployment's, not the tenant's).
+    fn read(
+        index: usize,
+        raw: Value,
+        max_delay: std::time::Duration,
+    ) -> Result<PublishItem, Error> {
         let place = format!("messages[{index}]");
         let item: Self = crate::extract::from_json_object(raw).map_err(|e| e.at(&place))?;
         check_form(
@@ -132,6 +169,14 @@ impl BatchItem {
             &item.message_body,
             item.headers.as_ref(),
             item.idempotency_key.as_deref(),
+            item.ordering_key.as_deref(),
+        )
+        .map_err(|e| e.at(&place))?;
+        schedule::resolve(
+            item.deliver_after.as_deref(),
+            item.deliver_at.as_deref(),
+            chrono::Utc::now(),
+            max_delay,
         )
         .map_err(|e| e.at(&place))?;
         Ok(PublishItem {
@@ -139,6 +184,9 @@ impl BatchItem {
             message_body: item.message_body,
             headers: item.headers,
             idempotency_key: item.idempotency_key,
+            ordering_key: item.ordering_key,
+            deliver_after: item.deliver_after,
+            deliver_at: item.deliver_at,
         })
     }
 }
@@ -181,7 +229,7 @@ async fn publish_batch(
         .messages
         .into_iter()
         .enumerate()
-        .map(|(i, raw)| BatchItem::read(i, raw))
+        .map(|(i, raw)| BatchItem::read(i, raw, s.ctx.config.limits.max_delay))
         .collect::<Result<Vec<_>, _>>()?;
     let results: Vec<BatchResult> = messages::publish_batch(&s.ctx, tenant, items)
         .await?
@@ -262,6 +310,22 @@ async fn show(
 ) -> ApiResult<Json<MessageView>> {
     let id: MessageId = id.parse()?;
     Ok(Json(messages::view(&s.ctx, tenant, id).await?))
+}
+
+/// Cancel a scheduled message: it is never delivered, and shows status `cancelled`. A message
+/// no longer scheduled (released to its queue, or cancelled) answers 409
+/// `message_not_scheduled`.
+#[utoipa::path(post, path = "/tenants/{tenant_id}/messages/{message_id}/cancel", tag = "messages",
+    params(MessagePath),
+    responses((status = 200, description = "The cancelled message", body = Message),
+        (status = 409, description = "The message is not scheduled (`message_not_scheduled`)")))]
+async fn cancel(
+    State(s): State<ApiState>,
+    TenantScope(tenant): TenantScope,
+    PathParams(MessageIdParam { message_id: id }): PathParams<MessageIdParam>,
+) -> ApiResult<Json<Message>> {
+    let id: MessageId = id.parse()?;
+    Ok(Json(messages::cancel(&s.ctx, tenant, id).await?))
 }
 
 #[derive(Serialize, ToSchema)]

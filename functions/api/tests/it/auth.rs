@@ -31,6 +31,11 @@ fn tenant_routes(t: &str, m: &str) -> Vec<(Method, String, Option<Value>)> {
             None,
         ),
         (
+            Method::POST,
+            format!("/api/v1/tenants/{t}/messages/{m}/cancel"),
+            None,
+        ),
+        (
             Method::GET,
             format!("/api/v1/tenants/{t}/dead-letters"),
             None,
@@ -113,12 +118,19 @@ async fn assert_all_unauthorized(
     }
 }
 
+/// A tenant and a message of it, scheduled an hour ahead so that its own token can cancel it.
 async fn tenant_with_message(app: &TestApp) -> (String, String) {
     let t = app.create_tenant().await;
-    let m = app.publish(&t, "q", json!({"secret": t})).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let publish = json!({"queue_name": "q", "message_body": {"secret": t}, "deliver_after": "1h"});
+    let r = app
+        .post(
+            &format!("/api/v1/tenants/{t}/messages"),
+            &app.admin,
+            publish,
+        )
+        .await;
+    assert_eq!(r.body["status"], "scheduled", "{}", r.body);
+    let m = r.body["id"].as_str().unwrap().to_string();
     (t, m)
 }
 

@@ -301,6 +301,7 @@ async fn the_status_counts_dead_letters_as_they_come_and_go() {
         "orders",
         &ids[..3],
         std::time::Duration::from_secs(30),
+        false,
     )
     .await
     .unwrap();

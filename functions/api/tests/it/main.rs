@@ -15,4 +15,5 @@ mod messages;
 mod relay;
 mod replay;
 mod retention;
+mod schedule;
 mod tenants;

@@ -306,7 +306,7 @@ async fn the_unmodified_fixtures_succeed_with_everything_unmapped() {
             answer["queues"],
             json!([{
                 "queue": queue, "completed": 0, "retried": 0, "dead_lettered": 0,
-                "duplicates": 0, "deferred": 0, "unknown": 1, "put_back": 0,
+                "duplicates": 0, "deferred": 0, "held_back": 0, "unknown": 1, "put_back": 0,
                 "unmapped": {"no_message_id": 0, "invalid_message_id": 0, "unknown_message": 0,
                              "not_a_tenant_queue": 1},
             }]),

@@ -280,6 +280,7 @@ async fn each_tenant_is_assigned_a_broker_and_all_its_traffic_stays_on_it() {
         message_body: json!({}),
         headers: None,
         idempotency_key: None,
+        ..Default::default()
     };
     let refused = messages::publish(&ctx, a, item).await;
     assert_eq!(
@@ -327,6 +328,7 @@ async fn one_broker_down_holds_back_only_its_tenants_and_the_relay_catches_them_
                 message_body: json!({"n": 1}),
                 headers: None,
                 idempotency_key: None,
+                ..Default::default()
             };
             messages::publish(&ctx, t, item).await.unwrap()
         }

@@ -65,6 +65,7 @@ pub async fn publish_many(ctx: &AppContext, t: TenantId, queue: &str, n: usize) 
             message_body: serde_json::json!({ "i": i }),
             headers: None,
             idempotency_key: None,
+            ..Default::default()
         })
         .collect();
     messages::publish_batch(ctx, t, items)

@@ -10,6 +10,7 @@ mod footprint;
 mod helpers;
 mod isolation;
 mod kill;
+mod ordering;
 mod replay;
 mod retries;
 mod shutdown;
