@@ -72,7 +72,7 @@ soak: ## The chaos load without faults for SOAK_DURATION seconds (1200); memory 
 	scripts/services.sh
 	cargo test -p system-tests --test chaos -- --ignored --nocapture --exact soak
 
-bench: ## Benchmarks against the raw baseline (release builds, a few minutes); writes docs/BENCHMARKS.md
+bench: ## Benchmarks against the raw baseline, then the large-table scenario (release builds, about 20 minutes; BENCH_ONLY=large alone); writes docs/BENCHMARKS.md
 	scripts/services.sh
 	cargo build --release --bins
 	target/release/bench
