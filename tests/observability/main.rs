@@ -157,6 +157,29 @@ async fn both_processes_export_every_documented_metric_after_real_traffic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The dead letter delivered again (the replay counter).
+    let replayed = call(
+        reqwest::Method::POST,
+        format!("/api/v1/tenants/{tenant}/messages/replay"),
+        json!({"message_ids": [doomed["id"]]}),
+    )
+    .await;
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    // Its endpoint still fails: it is dead-lettered again after its retry.
+    let doomed_id = doomed["id"].as_str().unwrap();
+    for _ in 0..200 {
+        let m = call(
+            reqwest::Method::GET,
+            format!("/api/v1/tenants/{tenant}/messages/{doomed_id}"),
+            Value::Null,
+        )
+        .await;
+        if m["status"] == "dead_lettered" && m["attempts"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Gauges are sampled every 5 s; wait for a sample that saw the traffic.
     let tq = format!("tenant_id=\"{tenant}\"");
     let mut consumer_series = HashMap::new();
@@ -220,6 +243,14 @@ async fn both_processes_export_every_documented_metric_after_real_traffic() {
         ) >= 6.0
     );
     assert!(sum(&api_series, "msgsvc_relay_sweeps_total", &[]) >= 1.0);
+    assert_eq!(
+        sum(
+            &api_series,
+            "msgsvc_messages_replayed_total",
+            &[failing[0], failing[1]]
+        ),
+        1.0
+    );
     assert_eq!(sum(&api_series, "msgsvc_broker_connected", &[]), 1.0);
     assert_eq!(
         sum(&api_series, "msgsvc_db_pool_max_connections", &[]),
@@ -240,7 +271,8 @@ async fn both_processes_export_every_documented_metric_after_real_traffic() {
             "msgsvc_messages_processed_total",
             &[failing[0], failing[1], "outcome=\"retried\""]
         ),
-        1.0
+        2.0,
+        "once before its replay, once after"
     );
     assert_eq!(
         sum(
@@ -248,7 +280,8 @@ async fn both_processes_export_every_documented_metric_after_real_traffic() {
             "msgsvc_messages_processed_total",
             &[failing[0], failing[1], "outcome=\"dead_lettered\""]
         ),
-        1.0
+        2.0,
+        "once before its replay, once after"
     );
     assert_eq!(
         sum(
