@@ -82,7 +82,7 @@ error_codes! {
     InvalidOnDeadLetter = "invalid_on_dead_letter", 400, "on_dead_letter is neither `continue` nor `block`";
     InvalidOrderingKey = "invalid_ordering_key", 400, "the ordering key breaks its rules (1-128 visible ASCII characters)";
     InvalidDeliveryTime = "invalid_delivery_time", 400, "deliver_after or deliver_at is malformed, both are given, or the time is beyond MESSAGE_MAX_DELAY";
-    InvalidBroker = "invalid_broker", 400, "a broker's id, URL or settings break their rules (no credentials in URLs), or no such broker is registered";
+    InvalidBroker = "invalid_broker", 400, "a broker's id, URL or settings break their rules (no credentials in URLs)";
     Unauthorized = "unauthorized", 401, "no bearer token, or it is malformed, expired or badly signed";
     Forbidden = "forbidden", 403, "the token's role or tenant does not reach this route";
     NotFound = "not_found", 404, "no such route or resource";

@@ -216,10 +216,7 @@ pub async fn assign(
             .await?;
         return match row {
             Some(_) => Ok(id.to_string()),
-            None => Err(Error::invalid(
-                Code::InvalidBroker,
-                format!("no broker {id:?} is registered"),
-            )),
+            None => Err(Error::NotFound(Code::BrokerNotFound)),
         };
     }
     let row = client

@@ -13,6 +13,9 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// Creates a tenant with its default queue, on `broker` if an admin names one, else on the
 /// accepting broker with the most room (`db::brokers::assign`).
 pub async fn create(ctx: &AppContext, name: &TenantName, broker: Option<&str>) -> Result<Tenant> {
+    if let Some(id) = broker {
+        super::brokers::validate_id(id)?;
+    }
     let mut client = ctx.db.get().await?;
     let tx = client.transaction().await?;
     // The default queue is the tenant's first, so its broker needs room for one.

@@ -30,13 +30,35 @@ pub(crate) struct BrokerPath {
     broker_id: String,
 }
 
+/// A broker to register: its id and the settings of [`BrokerRequest`].
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBroker {
     /// 1 to 32 lowercase letters, digits or `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,31}$")]
     id: String,
-    #[serde(flatten)]
-    settings: BrokerRequest,
+    amqp_url: Option<String>,
+    management_url: Option<String>,
+    mq_broker_arn: Option<String>,
+    mq_secret_arn: Option<String>,
+    max_queues: Option<i64>,
+    accepting: Option<bool>,
+}
+
+impl RegisterBroker {
+    fn settings(self) -> (String, BrokerRequest) {
+        (
+            self.id,
+            BrokerRequest {
+                amqp_url: self.amqp_url,
+                management_url: self.management_url,
+                mq_broker_arn: self.mq_broker_arn,
+                mq_secret_arn: self.mq_secret_arn,
+                max_queues: self.max_queues,
+                accepting: self.accepting,
+            },
+        )
+    }
 }
 
 /// List the registered brokers with the tenants and tenant queues on each.
@@ -56,13 +78,15 @@ async fn register(
     _: AdminScope,
     JsonBody(req): JsonBody<RegisterBroker>,
 ) -> ApiResult<(StatusCode, Json<BrokerView>)> {
-    let view = brokers::register(&s.ctx, &req.id, &req.settings).await?;
+    let (id, settings) = req.settings();
+    let view = brokers::register(&s.ctx, &id, &settings).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// Get a broker, with whether it answers this API instance now.
 #[utoipa::path(get, path = "/brokers/{broker_id}", tag = "brokers", params(BrokerPath),
-    responses((status = 200, description = "The broker", body = BrokerView)))]
+    responses((status = 200, description = "The broker", body = BrokerView),
+        (status = 404, description = "No broker has this id")))]
 async fn show(
     State(s): State<ApiState>,
     _: AdminScope,
@@ -75,7 +99,8 @@ async fn show(
 /// `max_queues` and `accepting`; its URLs come from the deployment's configuration.
 #[utoipa::path(put, path = "/brokers/{broker_id}", tag = "brokers", params(BrokerPath),
     request_body = BrokerRequest,
-    responses((status = 200, description = "The broker now", body = BrokerView)))]
+    responses((status = 200, description = "The broker now", body = BrokerView),
+        (status = 404, description = "No broker has this id")))]
 async fn update(
     State(s): State<ApiState>,
     _: AdminScope,

@@ -47,14 +47,16 @@ pub(crate) struct TenantView {
 pub(crate) struct CreateTenant {
     #[schema(value_type = TenantName)]
     name: String,
-    /// The broker to put it on (`GET /brokers`); absent: the accepting broker with the most
-    /// room for queues.
+    /// The broker to put it on (`GET /brokers`; 404 `broker_not_found` if none has this id);
+    /// absent: the accepting broker with the most room for queues.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,31}$")]
     broker: Option<String>,
 }
 
 /// Create a tenant.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, description = "The new tenant", body = Tenant),
+        (status = 404, description = "No broker has the id given"),
         (status = 409, description = "A tenant of that name exists, or no broker has room")))]
 async fn create(
     State(s): State<ApiState>,

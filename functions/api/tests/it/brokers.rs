@@ -195,7 +195,19 @@ async fn bad_broker_requests_get_stable_codes_and_change_nothing() {
             json!({ "name": unique("nowhere"), "broker": broker_id() }),
         )
         .await;
-    assert_eq!(unknown.code(), "invalid_broker");
+    assert_eq!(unknown.code(), "broker_not_found");
+    let malformed = app
+        .post(
+            "/api/v1/tenants",
+            &app.admin,
+            json!({ "name": unique("bad"), "broker": "nul\u{0}byte" }),
+        )
+        .await;
+    assert_eq!(
+        malformed.code(),
+        "invalid_broker",
+        "checked before any query"
+    );
 
     // Tenants do not see or change the registry.
     let tenant = app.create_tenant().await;
