@@ -119,12 +119,6 @@ include-method = "PUT"
 include-path-regex = '^/api/v1/tenants/\{tenant_id\}/'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
 
-# The default broker takes only max_queues and accepting (its URLs and ARNs are the
-# deployment's configuration): a rule of one path value, not of the body's schema.
-[[operations]]
-include-method = "PUT"
-include-path = "/api/v1/brokers/{broker_id}"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 
 EOF
 }

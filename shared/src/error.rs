@@ -90,6 +90,7 @@ error_codes! {
     MessageNotFound = "message_not_found", 404, "no such message of this tenant";
     ConsumerNotFound = "consumer_not_found", 404, "no such consumer queue of this tenant";
     BrokerNotFound = "broker_not_found", 404, "no such broker in the registry";
+    BrokerConfigured = "broker_configured", 409, "the default broker's URLs and ARNs are the deployment's configuration; only its max_queues and accepting change through the API";
     BrokerExists = "broker_exists", 409, "a broker with this id is registered already";
     BrokerBudgetExceeded = "broker_budget_exceeded", 409, "the tenant's broker (or every accepting broker, for a new tenant) holds its max_queues of tenant queues";
     TenantNameTaken = "tenant_name_taken", 409, "another tenant has this name";

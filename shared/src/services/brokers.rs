@@ -121,11 +121,11 @@ fn settings(id: &str, req: &BrokerRequest) -> Result<BrokerSettings> {
             || req.mq_broker_arn.is_some()
             || req.mq_secret_arn.is_some())
     {
-        return Err(invalid(
+        return Err(Error::conflict(
+            Code::BrokerConfigured,
             "the default broker's URLs and ARNs come from the deployment's configuration \
              (RABBITMQ_URL, RABBITMQ_MANAGEMENT_URL, MQ_BROKER_ARN, MQ_SECRET_ARN); only \
-             max_queues and accepting can be set"
-                .into(),
+             max_queues and accepting can be set",
         ));
     }
     let amqp_url = match (&req.amqp_url, home) {

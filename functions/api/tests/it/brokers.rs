@@ -185,7 +185,7 @@ async fn bad_broker_requests_get_stable_codes_and_change_nothing() {
         .await;
     assert_eq!(
         home_url.code(),
-        "invalid_broker",
+        "broker_configured",
         "the default broker's URL is configured"
     );
     let unknown = app
