@@ -169,11 +169,23 @@ pub async fn register(ctx: &AppContext, id: &str, req: &BrokerRequest) -> Result
     view(ctx, id, false).await
 }
 
-/// Replaces a broker's settings. Tenants already on it stay; a changed URL reaches processes
-/// started after the change.
+/// Changes a broker's settings (absent fields keep theirs). Tenants already on it stay; a
+/// changed URL reaches processes started after the change.
 pub async fn update(ctx: &AppContext, id: &str, req: &BrokerRequest) -> Result<BrokerView> {
     validate_id(id)?;
-    db::brokers::update(&ctx.db, id, &settings(id, req)?)
+    let current = db::brokers::get(&ctx.db, id)
+        .await?
+        .ok_or(Error::NotFound(Code::BrokerNotFound))?;
+    // Absent (or null) fields keep their value, as a consumer config's do.
+    let merged = BrokerRequest {
+        amqp_url: req.amqp_url.clone().or(current.amqp_url),
+        management_url: req.management_url.clone().or(current.management_url),
+        mq_broker_arn: req.mq_broker_arn.clone().or(current.mq_broker_arn),
+        mq_secret_arn: req.mq_secret_arn.clone().or(current.mq_secret_arn),
+        max_queues: req.max_queues.or(current.max_queues.map(i64::from)),
+        accepting: req.accepting.or(Some(current.accepting)),
+    };
+    db::brokers::update(&ctx.db, id, &settings(id, &merged)?)
         .await?
         .ok_or(Error::NotFound(Code::BrokerNotFound))?;
     view(ctx, id, false).await

@@ -95,12 +95,14 @@ async fn show(
     Ok(Json(brokers::view(&s.ctx, &p.broker_id, true).await?))
 }
 
-/// Replace a broker's settings (absent fields take their defaults). `default` takes only
-/// `max_queues` and `accepting`; its URLs come from the deployment's configuration.
+/// Change a broker's settings (absent or null fields keep their value). `default` takes only
+/// `max_queues` and `accepting`; its URLs come from the deployment's configuration (409
+/// `broker_configured`).
 #[utoipa::path(put, path = "/brokers/{broker_id}", tag = "brokers", params(BrokerPath),
     request_body = BrokerRequest,
     responses((status = 200, description = "The broker now", body = BrokerView),
-        (status = 404, description = "No broker has this id")))]
+        (status = 404, description = "No broker has this id"),
+        (status = 409, description = "URLs or ARNs given for the default broker")))]
 async fn update(
     State(s): State<ApiState>,
     _: AdminScope,
