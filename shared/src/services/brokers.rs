@@ -26,14 +26,31 @@ pub struct BrokerRequest {
     /// `amqp://` or `amqps://` host, port and virtual host (e.g.
     /// `amqps://b-1234.mq.eu-west-1.amazonaws.com:5671/%2f`). Required, except for `default`,
     /// whose URLs come from the deployment's configuration.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^amqps?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9%._-]*)?$")
+    )]
     pub amqp_url: Option<String>,
     /// `http(s)://` host and port of its management API, for queue depths.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^https?://[a-z0-9.-]+(:[0-9]{1,5})?/?$")
+    )]
     pub management_url: Option<String>,
     /// The Amazon MQ broker's ARN, for the event source mappings of its tenants' queues.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")
+    )]
     pub mq_broker_arn: Option<String>,
     /// The Secrets Manager secret the mappings log in with (default: the deployment's).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")
+    )]
     pub mq_secret_arn: Option<String>,
     /// How many tenant queues it may hold (see the README's sizing table); absent: no cap.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub max_queues: Option<i64>,
     /// Whether new tenants are assigned to it (default true).
     pub accepting: Option<bool>,

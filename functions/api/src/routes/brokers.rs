@@ -37,10 +37,15 @@ pub(crate) struct RegisterBroker {
     /// 1 to 32 lowercase letters, digits or `-`.
     #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,31}$")]
     id: String,
+    #[schema(pattern = "^amqps?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9%._-]*)?$")]
     amqp_url: Option<String>,
+    #[schema(pattern = "^https?://[a-z0-9.-]+(:[0-9]{1,5})?/?$")]
     management_url: Option<String>,
+    #[schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")]
     mq_broker_arn: Option<String>,
+    #[schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")]
     mq_secret_arn: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
     max_queues: Option<i64>,
     accepting: Option<bool>,
 }
