@@ -189,7 +189,8 @@ pub async fn register(ctx: &AppContext, id: &str, req: &BrokerRequest) -> Result
 /// Changes a broker's settings (absent fields keep theirs). Tenants already on it stay; a
 /// changed URL reaches processes started after the change.
 pub async fn update(ctx: &AppContext, id: &str, req: &BrokerRequest) -> Result<BrokerView> {
-    validate_id(id)?;
+    // An id no broker can have names none (and never reaches a query).
+    validate_id(id).map_err(|_| Error::NotFound(Code::BrokerNotFound))?;
     let current = db::brokers::get(&ctx.db, id)
         .await?
         .ok_or(Error::NotFound(Code::BrokerNotFound))?;
@@ -227,6 +228,7 @@ pub async fn list(ctx: &AppContext) -> Result<Vec<BrokerView>> {
 
 /// One broker; with `ping`, whether it answers now.
 pub async fn view(ctx: &AppContext, id: &str, ping: bool) -> Result<BrokerView> {
+    validate_id(id).map_err(|_| Error::NotFound(Code::BrokerNotFound))?;
     let mut found = list(ctx)
         .await?
         .into_iter()

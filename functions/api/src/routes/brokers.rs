@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 #[into_params(parameter_in = Path)]
 pub(crate) struct BrokerPath {
     /// The broker's id in the registry (`default`: the deployment's own).
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,31}$")]
     broker_id: String,
 }
 
