@@ -28,13 +28,17 @@ pub struct BrokerRequest {
     /// whose URLs come from the deployment's configuration.
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^amqps?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9%._-]*)?$")
+        schema(
+            pattern = "^amqps?://[a-z0-9.-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/[A-Za-z0-9%._-]*)?$"
+        )
     )]
     pub amqp_url: Option<String>,
     /// `http(s)://` host and port of its management API, for queue depths.
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^https?://[a-z0-9.-]+(:[0-9]{1,5})?/?$")
+        schema(
+            pattern = "^https?://[a-z0-9.-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?/?$"
+        )
     )]
     pub management_url: Option<String>,
     /// The Amazon MQ broker's ARN, for the event source mappings of its tenants' queues.

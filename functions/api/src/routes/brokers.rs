@@ -38,9 +38,13 @@ pub(crate) struct RegisterBroker {
     /// 1 to 32 lowercase letters, digits or `-`.
     #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,31}$")]
     id: String,
-    #[schema(pattern = "^amqps?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9%._-]*)?$")]
+    #[schema(
+        pattern = "^amqps?://[a-z0-9.-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/[A-Za-z0-9%._-]*)?$"
+    )]
     amqp_url: Option<String>,
-    #[schema(pattern = "^https?://[a-z0-9.-]+(:[0-9]{1,5})?/?$")]
+    #[schema(
+        pattern = "^https?://[a-z0-9.-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?/?$"
+    )]
     management_url: Option<String>,
     #[schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")]
     mq_broker_arn: Option<String>,
