@@ -55,6 +55,7 @@ pub struct BrokerRequest {
     pub mq_secret_arn: Option<String>,
     /// How many tenant queues it may hold (see the README's sizing table); absent: no cap.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
+    #[serde(default, deserialize_with = "crate::domain::bounds::json_integer_opt")]
     pub max_queues: Option<i64>,
     /// Whether new tenants are assigned to it (default true).
     pub accepting: Option<bool>,
@@ -118,7 +119,8 @@ fn check_url(field: &str, raw: &str, schemes: &[&str]) -> Result<String> {
 }
 
 fn check_arn(field: &str, raw: &str) -> Result<String> {
-    if raw.starts_with("arn:") && raw.split(':').count() >= 6 {
+    if raw.starts_with("arn:") && raw.split(':').count() >= 6 && !raw.chars().any(char::is_control)
+    {
         Ok(raw.to_string())
     } else {
         Err(invalid(format!("{field}: {raw:?} is not an ARN")))

@@ -51,6 +51,7 @@ pub(crate) struct RegisterBroker {
     #[schema(pattern = "^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$")]
     mq_secret_arn: Option<String>,
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "shared::domain::bounds::json_integer_opt")]
     max_queues: Option<i64>,
     accepting: Option<bool>,
 }
