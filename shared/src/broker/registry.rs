@@ -138,12 +138,12 @@ impl Brokers {
         Ok(endpoint)
     }
 
-    /// Every registered broker (for sampling queue depths).
+    /// Every registered broker (for sampling queue depths: no usage counts are read).
     pub async fn all(&self, pool: &Pool) -> Result<Vec<Arc<Endpoint>>> {
-        db::brokers::list_with_usage(pool)
+        db::brokers::list(pool)
             .await?
             .iter()
-            .map(|u| self.endpoint(&u.broker))
+            .map(|b| self.endpoint(b))
             .collect()
     }
 

@@ -108,6 +108,20 @@ pub async fn of_tenant(pool: &Pool, tenant: TenantId) -> Result<Option<BrokerRec
         .map(from_row))
 }
 
+/// Every broker, by id (what a process needs to reach them; see [`list_with_usage`] for counts).
+pub async fn list(pool: &Pool) -> Result<Vec<BrokerRecord>> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM brokers ORDER BY id"))
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
 /// Every broker with its tenants and tenant queues (the registry is small: one row per broker).
 pub async fn list_with_usage(pool: &Pool) -> Result<Vec<BrokerUsage>> {
     let client = pool.get().await?;

@@ -197,3 +197,27 @@ pub async fn serve(app: axum::Router) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
+
+/// The consumer binary in local mode on `tenant`'s queues, with the tests' short batches and
+/// timeouts; killed when dropped.
+pub fn spawn_consumer(db_url: &str, tenant: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .env("DATABASE_URL", db_url)
+        .env("CONSUMER_TENANTS", tenant)
+        // Its own metrics port: another test's consumer process may hold the default one.
+        .env(
+            "CONSUMER_METRICS_PORT",
+            shared::testkit::free_port().to_string(),
+        )
+        .env("CONSUMER_BATCH_SIZE", "10")
+        .env("CONSUMER_PROCESSING_TIMEOUT", "2s")
+        .env("CONSUMER_CONFIG_POLL_INTERVAL", "200ms")
+        .env("WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("WEBHOOK_ALLOW_HTTP", "true")
+        .env("LOG_LEVEL", "warn")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the consumer binary")
+}

@@ -3,16 +3,14 @@
 
 use std::{
     collections::HashSet,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use axum::{Router, extract::State, http::HeaderMap, routing::post};
 use shared::domain::MessageStatus;
-use tokio::process::{Child, Command};
 
-use crate::helpers::{configure, context, publish_many, tenant, wait_all};
+use crate::helpers::{configure, context, publish_many, spawn_consumer, tenant, wait_all};
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -33,23 +31,6 @@ async fn slow_receiver(seen: Seen) -> String {
     let app = Router::new().route("/hook", post(hook)).with_state(seen);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
-}
-
-fn spawn_consumer(db_url: &str, tenant: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_consumer"))
-        .env("DATABASE_URL", db_url)
-        .env("CONSUMER_TENANTS", tenant)
-        .env("CONSUMER_BATCH_SIZE", "10")
-        .env("CONSUMER_PROCESSING_TIMEOUT", "2s")
-        .env("CONSUMER_CONFIG_POLL_INTERVAL", "200ms")
-        .env("WEBHOOK_ALLOW_PRIVATE", "true")
-        .env("WEBHOOK_ALLOW_HTTP", "true")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the consumer binary")
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -26,9 +25,10 @@ use shared::{
         messages::{self, PublishItem},
     },
 };
-use tokio::process::{Child, Command};
 
-use crate::helpers::{configure, context, message, start_event_source, tenant, wait_all};
+use crate::helpers::{
+    configure, context, message, spawn_consumer, start_event_source, tenant, wait_all,
+};
 
 /// Publishes `per_key` messages for each of `keys` keys, interleaved (k0 n0, k1 n0, ..., k0
 /// n1, ...), in one batch; returns the ids per key in publish order.
@@ -171,28 +171,6 @@ async fn receiver(seen: Received) -> String {
     let app = Router::new().route("/hook", post(hook)).with_state(seen);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
-}
-
-fn spawn_consumer(db_url: &str, tenant: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_consumer"))
-        .env("DATABASE_URL", db_url)
-        .env("CONSUMER_TENANTS", tenant)
-        // Its own metrics port: another test's consumer process may hold the default one.
-        .env(
-            "CONSUMER_METRICS_PORT",
-            shared::testkit::free_port().to_string(),
-        )
-        .env("CONSUMER_BATCH_SIZE", "10")
-        .env("CONSUMER_PROCESSING_TIMEOUT", "2s")
-        .env("CONSUMER_CONFIG_POLL_INTERVAL", "200ms")
-        .env("WEBHOOK_ALLOW_PRIVATE", "true")
-        .env("WEBHOOK_ALLOW_HTTP", "true")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the consumer binary")
 }
 
 /// A consumer process killed mid-way (its attempts in flight abandoned, its prefetched
